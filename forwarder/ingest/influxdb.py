@@ -1,0 +1,67 @@
+"""InfluxDB 2.x notification rows, as an HTTP notification endpoint posts them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from forwarder.ingest.errors import IngestError
+from forwarder.ingest.kapacitor import _kind, _time
+from forwarder.model import Event, Level, Source
+
+# InfluxDB's check levels; anything else ("unknown", or a future level) becomes
+# UNKNOWN, which the default status map sends as "critical", as Kapacitor's and
+# Flux's BigPanda mappings do.
+_LEVELS = {"crit": Level.CRITICAL, "warn": Level.WARNING, "info": Level.INFO, "ok": Level.OK}
+
+
+def parse_influxdb(body: Any) -> list[Event]:
+    """Normalise one notification row; the result is always a single event."""
+    if not isinstance(body, dict):
+        raise IngestError(f"body must be a JSON object (one notification row), got {_kind(body)}")
+    if "_level" not in body:
+        raise IngestError("_level: missing; not an InfluxDB notification row")
+    raw_level = body["_level"]
+    if not isinstance(raw_level, str):
+        raise IngestError(f"_level: must be a string, got {_kind(raw_level)}")
+    level = _LEVELS.get(raw_level.lower(), Level.UNKNOWN)
+
+    if body.get("_source_timestamp") is not None:
+        time = _time(body["_source_timestamp"], "_source_timestamp")
+    elif body.get("_time") is not None:
+        time = _time(body["_time"], "_time")
+    else:
+        raise IngestError("_source_timestamp and _time: both missing; the row has no time")
+
+    tags: dict[str, str] = {}
+    fields: dict[str, Any] = {}
+    for key, value in body.items():
+        if key.startswith("_"):
+            continue
+        if isinstance(value, str):
+            tags[key] = value
+        else:
+            fields[key] = value
+    return [
+        Event(
+            source=Source.INFLUXDB,
+            id=_text(body, "_check_name"),
+            message=_text(body, "_message"),
+            details="",
+            level=level,
+            time=time,
+            name=_text(body, "_source_measurement"),
+            task=_text(body, "_notification_rule_name"),
+            tags=tags,
+            fields=fields,
+            raw=body,
+        )
+    ]
+
+
+def _text(body: dict[str, Any], key: str) -> str:
+    value = body.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise IngestError(f"{key}: must be a string, got {_kind(value)}")
+    return value

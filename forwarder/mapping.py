@@ -1,0 +1,228 @@
+"""Mapping: event → BigPanda alert object, Kapacitor-compatible by default.
+
+With no templates configured, the result is field for field what Kapacitor's
+own BigPanda handler sends (``services/bigpanda/service.go``): alert ID →
+``check``, message → ``description``, details → ``details`` (unless it is the
+default JSON), ``"<task>:<name>"`` → ``task``, Unix seconds → ``timestamp``,
+tags and fields → additional attributes. Every part can be replaced by a
+Jinja template; templates run in an immutable sandbox with ``StrictUndefined``
+and are compiled once, when the config is loaded.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+from forwarder import jsonio
+from forwarder.config import ConfigError, MappingConfig
+from forwarder.model import Event
+
+# BigPanda limits (OIM alert object reference): description up to 2048
+# characters; tag values are cut at 512 characters by this forwarder so one
+# oversized field cannot get a whole batch refused.
+MAX_DESCRIPTION: Final = 2048
+MAX_ATTRIBUTE: Final = 512
+
+# Keys that automatic attributes (tags and fields) may not overwrite: a field
+# called "status" (an HTTP check's status code, say) would otherwise replace
+# the alert status and get the alert refused by BigPanda. Explicit
+# ``attributes`` templates may still set them, except ``app_key``.
+_RESERVED_FOR_AUTO: Final = frozenset(
+    {"app_key", "status", "timestamp", "primary_property", "secondary_property"}
+)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class RenderError(Exception):
+    """A template failed for one event; the event is refused, others are not affected."""
+
+    def __init__(self, key_path: str, message: str) -> None:
+        super().__init__(f"{key_path}: {message}")
+        self.key_path = key_path
+
+
+@dataclass(frozen=True, slots=True)
+class MappedAlert:
+    """A BigPanda alert object (without ``app_key``) and facts about how it was built."""
+
+    alert: dict[str, Any]
+    identity: str
+    truncations: int
+
+
+def _unescape(value: Any) -> str:
+    return html.unescape(str(value))
+
+
+def _unix(value: Any) -> int:
+    if isinstance(value, datetime):
+        return unix_seconds(value)
+    raise TypeError("unix expects a datetime such as time")
+
+
+def make_environment() -> ImmutableSandboxedEnvironment:
+    """The sandboxed Jinja environment all mapping templates share."""
+    env = ImmutableSandboxedEnvironment(
+        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False
+    )
+    env.filters["html_unescape"] = _unescape
+    env.filters["json"] = jsonio.dumps_str
+    env.filters["unix"] = _unix
+    return env
+
+
+class _Compiled:
+    """One mapping block with its templates compiled."""
+
+    def __init__(self, env: jinja2.Environment, cfg: MappingConfig, path: str) -> None:
+        self.cfg = cfg
+        self.path = path
+        self.status = dict(cfg.status)
+        self.auto_tags = "tags" in cfg.auto_attributes
+        self.auto_fields = "fields" in cfg.auto_attributes
+        self.host = self._compile(env, cfg.host, f"{path}.host")
+        self.check = self._compile(env, cfg.check, f"{path}.check")
+        self.description = self._compile(env, cfg.description, f"{path}.description")
+        self.details = self._compile(env, cfg.details, f"{path}.details")
+        self.attributes: list[tuple[str, jinja2.Template]] = []
+        for name, source in cfg.attributes.items():
+            tpl = self._compile(env, source, f"{path}.attributes.{name}")
+            if tpl is not None:
+                self.attributes.append((name, tpl))
+        self.uses_templates = any(
+            t is not None for t in (self.host, self.check, self.description, self.details)
+        ) or bool(self.attributes)
+
+    @staticmethod
+    def _compile(env: jinja2.Environment, source: str | None, path: str) -> jinja2.Template | None:
+        if not source:
+            return None
+        try:
+            return env.from_string(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise ConfigError(path, f"template syntax error: {exc.message} (line {exc.lineno})")
+
+
+def _render(tpl: jinja2.Template, ctx: Mapping[str, Any], path: str) -> str:
+    try:
+        return tpl.render(ctx)
+    except SecurityError as exc:
+        raise RenderError(path, f"template not allowed: {exc}") from None
+    except jinja2.UndefinedError as exc:
+        raise RenderError(path, f"template error: {exc.message}") from None
+    except Exception as exc:  # a template may raise anything a filter or test raises
+        raise RenderError(path, f"template error: {type(exc).__name__}: {exc}") from None
+
+
+def unix_seconds(ts: datetime) -> int:
+    """Whole Unix seconds, rounded down like Go's ``Time.Unix``."""
+    return (ts - _EPOCH) // _SECOND
+
+
+_SECOND: Final = datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC) - _EPOCH
+
+
+def attribute_text(value: Any) -> str:
+    """A tag or field as BigPanda gets it: strings as they are, anything else compact JSON."""
+    return value if isinstance(value, str) else jsonio.dumps_str(value)
+
+
+class Mapper:
+    """Turns events into BigPanda alerts using a global mapping and per-route overrides.
+
+    Construction compiles every template; a syntax error raises
+    :class:`~forwarder.config.ConfigError` naming the key path.
+    """
+
+    def __init__(self, mappings: Iterable[tuple[str, MappingConfig]]) -> None:
+        self._env = make_environment()
+        self._compiled: dict[int, _Compiled] = {}
+        for path, cfg in mappings:
+            if id(cfg) not in self._compiled:
+                self._compiled[id(cfg)] = _Compiled(self._env, cfg, path)
+
+    def map(self, event: Event, mapping: MappingConfig) -> MappedAlert:
+        """Build one alert. Raises :class:`RenderError` if a template fails for this event."""
+        c = self._compiled.get(id(mapping))
+        if c is None:  # a mapping not seen at construction (tests, render): compile now
+            c = self._compiled[id(mapping)] = _Compiled(self._env, mapping, "mapping")
+        ctx = event.context() if c.uses_templates else {}
+        alert: dict[str, Any] = {}
+
+        description = (
+            _render(c.description, ctx, f"{c.path}.description") if c.description else event.message
+        )
+        if description:
+            alert["description"] = description
+        if c.details:
+            details = _render(c.details, ctx, f"{c.path}.details")
+        else:
+            # Kapacitor's default details are the whole event as HTML-escaped
+            # JSON; its BigPanda handler unescapes and drops them if they are.
+            details = html.unescape(event.details) if event.details else ""
+            if details.startswith("{"):
+                details = ""
+        if details:
+            alert["details"] = details
+        check = _render(c.check, ctx, f"{c.path}.check") if c.check else event.id
+        if check:
+            alert["check"] = check
+        alert["status"] = c.status.get(event.level.value, "critical")
+        alert["timestamp"] = unix_seconds(event.time)
+        alert["task"] = f"{event.task}:{event.name}"
+
+        if c.auto_tags:
+            for k, v in event.tags.items():
+                if k not in _RESERVED_FOR_AUTO:
+                    alert[k] = v
+        if c.auto_fields:
+            for k, fv in event.fields.items():
+                if k not in _RESERVED_FOR_AUTO:
+                    alert[k] = attribute_text(fv)
+        if c.host:
+            host = _render(c.host, ctx, f"{c.path}.host")
+            if host:
+                alert["host"] = host
+        for name, tpl in c.attributes:
+            if name == "app_key":
+                continue
+            value = _render(tpl, ctx, f"{c.path}.attributes.{name}")
+            if value:
+                alert[name] = value
+        if c.cfg.primary_property:
+            alert["primary_property"] = c.cfg.primary_property
+        if c.cfg.secondary_property:
+            alert["secondary_property"] = c.cfg.secondary_property
+
+        truncations = 0
+        for k, v in alert.items():
+            if isinstance(v, str):
+                limit = MAX_DESCRIPTION if k == "description" else MAX_ATTRIBUTE
+                if len(v) > limit:
+                    alert[k] = v[:limit]
+                    truncations += 1
+        return MappedAlert(alert=alert, identity=identity_of(alert), truncations=truncations)
+
+
+_IDENTITY_KEYS: Final = ("check", "host", "service", "application", "device")
+
+
+def identity_of(alert: Mapping[str, Any]) -> str:
+    """What makes two alerts states of the same BigPanda alert, for delivery ordering.
+
+    BigPanda deduplicates on the primary and secondary properties; the keys
+    it defaults to, plus ``check``, approximate that well for ordering.
+    """
+    parts = [str(alert.get(k, "")) for k in _IDENTITY_KEYS]
+    for key in ("primary_property", "secondary_property"):
+        prop = alert.get(key)
+        if isinstance(prop, str):
+            parts.append(str(alert.get(prop, "")))
+    return "\x1f".join(parts)

@@ -1,0 +1,173 @@
+"""All Prometheus metrics, built in one place on an injected registry.
+
+Tests pass a fresh :class:`prometheus_client.CollectorRegistry`, so there is no
+global state to reset. Label values are target *names*, sources and reasons:
+never a URL, a token or an app key.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from forwarder import __version__
+
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
+_REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_INGEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+_BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+REJECT_REASONS = ("bad_json", "bad_shape", "too_large", "unauthorized", "queue_full", "template_error")
+FAILURE_REASONS = ("clientError", "serverError", "rateLimited", "authError", "timeout", "connection")
+
+
+class Metrics:
+    """The forwarder's metrics. One instance per process (or per test)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        # Ingest
+        self.events_received = Counter(
+            "forwarder_events_received",
+            "Alert events accepted by the ingest and committed to the queue.",
+            ["source"],
+            registry=registry,
+        )
+        self.events_rejected = Counter(
+            "forwarder_events_rejected",
+            "Ingest requests refused, by reason.",
+            ["source", "reason"],
+            registry=registry,
+        )
+        self.ingest_duration = Histogram(
+            "forwarder_ingest_duration_seconds",
+            "Time from request start to the 200 answer, queue commit included.",
+            ["source"],
+            buckets=_INGEST_BUCKETS,
+            registry=registry,
+        )
+        # Queue
+        self.queue_events = Gauge(
+            "forwarder_queue_events",
+            "Alerts waiting in the durable queue.",
+            ["target"],
+            registry=registry,
+        )
+        self.queue_bytes = Gauge(
+            "forwarder_queue_bytes", "Payload bytes in the durable queue.", registry=registry
+        )
+        self.queue_oldest_age = Gauge(
+            "forwarder_queue_oldest_age_seconds",
+            "Age of the oldest queued alert.",
+            ["target"],
+            registry=registry,
+        )
+        # Delivery
+        self.alerts_delivered = Counter(
+            "forwarder_alerts_delivered",
+            "Alerts BigPanda acknowledged (201, or 204 for a duplicate).",
+            ["target"],
+            registry=registry,
+        )
+        self.requests = Counter(
+            "forwarder_requests",
+            "HTTP requests to targets, by response code (0: no response).",
+            ["target", "code"],
+            registry=registry,
+        )
+        self.delivery_failures = Counter(
+            "forwarder_delivery_failures",
+            "Failed delivery attempts, by reason.",
+            ["target", "reason"],
+            registry=registry,
+        )
+        self.retries = Counter(
+            "forwarder_retries",
+            "Alerts scheduled for another attempt after a retryable failure.",
+            ["target"],
+            registry=registry,
+        )
+        self.dead_letters = Gauge(
+            "forwarder_dead_letters",
+            "Alerts in the dead-letter store.",
+            ["target"],
+            registry=registry,
+        )
+        self.dead_lettered = Counter(
+            "forwarder_dead_lettered",
+            "Alerts moved to the dead-letter store, by reason.",
+            ["target", "reason"],
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "forwarder_batch_size_alerts",
+            "Alerts per request sent to a target.",
+            buckets=_BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.delivery_latency = Histogram(
+            "forwarder_delivery_latency_seconds",
+            "Time from ingest to BigPanda's acknowledgement.",
+            ["target"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.request_duration = Histogram(
+            "forwarder_request_duration_seconds",
+            "Duration of HTTP requests to targets.",
+            ["target"],
+            buckets=_REQUEST_BUCKETS,
+            registry=registry,
+        )
+        self.target_up = Gauge(
+            "forwarder_target_up",
+            "1 when the target's last attempt succeeded or none failed yet; 0 otherwise.",
+            ["target"],
+            registry=registry,
+        )
+        # Mapping
+        self.attribute_truncations = Counter(
+            "forwarder_attribute_truncations",
+            "Alert attribute values cut to BigPanda's length limits.",
+            registry=registry,
+        )
+        # Config
+        self.config_reload_ok = Gauge(
+            "forwarder_config_last_reload_successful",
+            "Whether the last config (re)load succeeded.",
+            registry=registry,
+        )
+        self.config_reload_ts = Gauge(
+            "forwarder_config_last_reload_success_timestamp_seconds",
+            "Time of the last successful config (re)load.",
+            registry=registry,
+        )
+        self.config_hash = Gauge(
+            "forwarder_config_hash",
+            "Hash of the loaded config file (first 48 bits of its SHA-256).",
+            registry=registry,
+        )
+        self.build_info = Info("forwarder_build", "Build information.", registry=registry)
+        self.build_info.info({"version": __version__})
+
+    def init_source(self, source: str) -> None:
+        """Create the series of a source at zero, so dashboards see 0 rather than nothing."""
+        self.events_received.labels(source)
+        for reason in REJECT_REASONS:
+            self.events_rejected.labels(source, reason)
+
+    def init_target(self, target: str) -> None:
+        """Create the series of a target at zero."""
+        self.alerts_delivered.labels(target)
+        self.retries.labels(target)
+        self.queue_events.labels(target)
+        self.queue_oldest_age.labels(target)
+        self.dead_letters.labels(target)
+        self.target_up.labels(target).set(1)
+        for reason in FAILURE_REASONS:
+            self.delivery_failures.labels(target, reason)
+
+    def config_loaded(self, digest: str, when: float) -> None:
+        """Record a successful (re)load of the config with SHA-256 ``digest``."""
+        self.config_reload_ok.set(1)
+        self.config_reload_ts.set(when)
+        self.config_hash.set(int(digest[:12], 16) if digest else 0)

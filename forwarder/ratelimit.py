@@ -1,0 +1,44 @@
+"""A token bucket capping requests per second to one target."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up; ``acquire`` waits for one.
+
+    Waiting is a sleep sized to the deficit, never a poll, so a throttled
+    sender costs no CPU.
+    """
+
+    def __init__(
+        self, rate: float, burst: int, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self._tokens = float(burst)
+        self._clock = clock
+        self._last = clock()
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+
+    def try_acquire(self) -> float:
+        """Take a token if there is one and return 0, else return seconds until one is due."""
+        self._refill()
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        return (1.0 - self._tokens) / self.rate
+
+    async def acquire(self) -> None:
+        """Wait until a token is available and take it (callers are served in order)."""
+        async with self._lock:
+            while (wait := self.try_acquire()) > 0:
+                await asyncio.sleep(wait)

@@ -1,0 +1,30 @@
+"""Routing: the first route whose ``match`` holds decides target, app key and mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fnmatch import fnmatchcase
+
+from forwarder.config import Match, RouteConfig
+from forwarder.model import Event
+
+
+def matches(match: Match | None, event: Event) -> bool:
+    """Whether every condition of ``match`` holds for ``event`` (no match: always)."""
+    if match is None:
+        return True
+    if match.sources is not None and event.source.value not in match.sources:
+        return False
+    if match.levels is not None and event.level not in match.levels:
+        return False
+    if match.tasks is not None and not any(fnmatchcase(event.task, g) for g in match.tasks):
+        return False
+    return all(event.tags.get(k) == v for k, v in match.tags.items())
+
+
+def route(routes: Sequence[RouteConfig], event: Event) -> RouteConfig:
+    """The first matching route. Config validation guarantees the last one matches all."""
+    for r in routes:
+        if matches(r.match, event):
+            return r
+    return routes[-1]

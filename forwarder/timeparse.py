@@ -1,0 +1,97 @@
+"""Parsing of the timestamp and duration spellings the sources and config use."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+# RFC 3339 with up to nanosecond precision, as Go's time.RFC3339Nano prints it.
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
+    r"(Z|z|[+-]\d{2}:\d{2})$"
+)
+
+
+def parse_rfc3339(value: str) -> datetime:
+    """Parse an RFC 3339 timestamp (nanoseconds allowed, truncated to µs).
+
+    Raises ``ValueError`` with a short reason when the text is not one.
+    """
+    m = _RFC3339.match(value)
+    if m is None:
+        raise ValueError(f"not an RFC 3339 timestamp: {value[:64]!r}")
+    year, month, day, hour, minute, second, frac, zone = m.groups()
+    micro = int((frac or "0").ljust(6, "0")[:6])
+    try:
+        ts = datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second), micro, UTC
+        )
+    except ValueError as exc:
+        raise ValueError(f"not a valid date/time: {value[:64]!r} ({exc})") from None
+    if zone not in ("Z", "z"):
+        sign = 1 if zone[0] == "+" else -1
+        offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+        ts = ts - sign * offset
+    return ts
+
+
+# Unix nanoseconds beyond this (year ~2262) do not fit an int64 anyway.
+_MAX_NS = 2**63 - 1
+
+
+def from_unix_ns(value: int) -> datetime:
+    """Convert Unix nanoseconds to an aware UTC datetime."""
+    if not 0 <= value <= _MAX_NS:
+        raise ValueError(f"timestamp out of range: {value}")
+    seconds, nanos = divmod(value, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=nanos // 1000)
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)$")
+_DURATION_UNIT = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+}
+
+
+def parse_duration(value: str) -> float:
+    """Parse a config duration such as ``250ms``, ``10s``, ``5m`` or ``24h`` into seconds.
+
+    Compound forms (``1h30m``) are accepted as well, because people write them.
+    """
+    text = value.strip()
+    if not text:
+        raise ValueError("empty duration")
+    total = 0.0
+    for part in re.findall(r"\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h|d)|.+?", text):
+        m = _DURATION.match(part)
+        if m is None:
+            raise ValueError(f"not a duration: {value!r} (write e.g. 250ms, 10s, 5m, 24h)")
+        total += float(m.group(1)) * _DURATION_UNIT[m.group(2)]
+    return total
+
+
+_SIZE = re.compile(r"^(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?$", re.IGNORECASE)
+_SIZE_UNIT = {
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+
+
+def parse_size(value: str) -> int:
+    """Parse a byte size such as ``1MiB``, ``512KB`` or ``1048576``."""
+    m = _SIZE.match(value.strip())
+    if m is None:
+        raise ValueError(f"not a size: {value!r} (write e.g. 1048576, 512KiB, 1MiB, 2GiB)")
+    return int(m.group(1)) * _SIZE_UNIT[(m.group(2) or "b").lower()]

@@ -1,0 +1,1 @@
+"""Test doubles for the forwarder's external services."""
