@@ -7,6 +7,7 @@ exit 0, SIGHUP reloads the config.
 from __future__ import annotations
 
 import argparse
+import logging
 import asyncio
 import os
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from forwarder import __version__, deadletters, jsonio, logs, sdnotify, store
 from forwarder.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
@@ -60,7 +62,7 @@ async def serve(config: Config, *, dry_run: bool) -> int:
     runner = web.AppRunner(
         app,
         handle_signals=False,
-        access_log=logs.get_logger() if config.server.access_log else None,
+        access_log=logging.getLogger("forwarder.access") if config.server.access_log else None,
         access_log_class=_AccessLogger,
         shutdown_timeout=config.server.shutdown_timeout,
     )
@@ -134,11 +136,11 @@ async def serve(config: Config, *, dry_run: bool) -> int:
     return EXIT_OK
 
 
-class _AccessLogger(web.AbstractAccessLogger):
+class _AccessLogger(AbstractAccessLogger):
     """One structured event per request, when ``server.access_log`` is on."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info(
+        logs.get_logger().info(
             "http_request",
             method=request.method,
             path=request.path,
@@ -167,18 +169,26 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args)
     s = config.server
     print(f"config OK: {config.source_path} (sha256 {config.digest[:12]})")
-    print(f"  listen:  {'https' if s.tls else 'http'}://{s.host}:{s.port}"
-          f"  max_body_bytes={s.max_body_bytes}  auth={'on' if s.auth else 'off'}")
-    print(f"  queue:   {config.queue.path} (synchronous={config.queue.synchronous},"
-          f" max_events={config.queue.max_events}, max_bytes={config.queue.max_bytes})")
-    print(f"  batch:   max_alerts={config.batch.max_alerts} linger={config.batch.linger:g}s;"
-          f" retry initial={config.retry.initial:g}s max={config.retry.max:g}s"
-          f" max_age={config.retry.max_age:g}s")
+    print(
+        f"  listen:  {'https' if s.tls else 'http'}://{s.host}:{s.port}"
+        f"  max_body_bytes={s.max_body_bytes}  auth={'on' if s.auth else 'off'}"
+    )
+    print(
+        f"  queue:   {config.queue.path} (synchronous={config.queue.synchronous},"
+        f" max_events={config.queue.max_events}, max_bytes={config.queue.max_bytes})"
+    )
+    print(
+        f"  batch:   max_alerts={config.batch.max_alerts} linger={config.batch.linger:g}s;"
+        f" retry initial={config.retry.initial:g}s max={config.retry.max:g}s"
+        f" max_age={config.retry.max_age:g}s"
+    )
     for t in config.targets.values():
         creds = "credentials set" if t.has_credentials else "NO credentials (dry-run)"
         where = f" {t.url}" if t.kind != "log" else ""
-        print(f"  target:  {t.name} ({t.kind}{where}) {creds}, rate_limit={t.rate_limit:g}/s,"
-              f" max_in_flight={t.max_in_flight}")
+        print(
+            f"  target:  {t.name} ({t.kind}{where}) {creds}, rate_limit={t.rate_limit:g}/s,"
+            f" max_in_flight={t.max_in_flight}"
+        )
     for r in config.routes:
         match = "everything" if r.match is None else _describe_match(r)
         print(f"  route:   {r.name} -> {r.target} ({match})")
@@ -216,7 +226,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     except ValueError as exc:
         _err(f"{args.event}: invalid JSON: {exc}")
         return EXIT_ERROR
-    source = args.source or ("influxdb" if isinstance(doc, dict) and "_level" in doc else "kapacitor")
+    source = args.source or (
+        "influxdb" if isinstance(doc, dict) and "_level" in doc else "kapacitor"
+    )
     pipeline = build_runtime(config).pipeline
     try:
         alerts = pipeline.render(source, doc, task=args.task)
@@ -262,11 +274,15 @@ def _dlq_list(conn: Any, args: argparse.Namespace) -> int:
     if not items:
         print("no dead letters")
         return EXIT_OK
-    print(f"{'ID':>6}  {'TARGET':<16} {'REASON':<12} {'STATUS':>6} {'ATTEMPTS':>8} {'AGE':>8}  CHECK")
+    print(
+        f"{'ID':>6}  {'TARGET':<16} {'REASON':<12} {'STATUS':>6} {'ATTEMPTS':>8} {'AGE':>8}  CHECK"
+    )
     for d in items:
         status = str(d.status) if d.status is not None else "-"
-        print(f"{d.id:>6}  {d.target:<16} {d.reason:<12} {status:>6} {d.attempts:>8}"
-              f" {_age(now - d.failed_at):>8}  {d.check}")
+        print(
+            f"{d.id:>6}  {d.target:<16} {d.reason:<12} {status:>6} {d.attempts:>8}"
+            f" {_age(now - d.failed_at):>8}  {d.check}"
+        )
     return EXIT_OK
 
 

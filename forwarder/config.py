@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 import yaml
@@ -268,9 +268,7 @@ class Config:
     @property
     def unconfigured_targets(self) -> list[str]:
         """Targets that send to BigPanda but have neither token nor app key."""
-        return [
-            t.name for t in self.targets.values() if t.kind != "log" and not t.has_credentials
-        ]
+        return [t.name for t in self.targets.values() if t.kind != "log" and not t.has_credentials]
 
     def secrets(self) -> list[str]:
         """Every secret value in this config, for the log redactor."""
@@ -452,7 +450,9 @@ def _positive_float(value: Any, path: str) -> float:
 def _duration(minimum: float = 0.0) -> Callable[[Any, str], float]:
     def conv(value: Any, path: str) -> float:
         if not isinstance(value, str):
-            raise ConfigError(path, f"must be a duration with a unit such as 250ms or 10s, got {value!r}")
+            raise ConfigError(
+                path, f"must be a duration with a unit such as 250ms or 10s, got {value!r}"
+            )
         try:
             seconds = parse_duration(value)
         except ValueError as exc:
@@ -644,8 +644,8 @@ class _Loader:
             path=path,
             max_events=sec.get("max_events", _int(1), QueueConfig.max_events),
             max_bytes=sec.get("max_bytes", _size, QueueConfig.max_bytes),
-            synchronous=sec.get(  # type: ignore[arg-type]
-                "synchronous", _choice("full", "normal", "off"), "full"
+            synchronous=cast(
+                Synchronous, sec.get("synchronous", _choice("full", "normal", "off"), "full")
             ),
             lease_timeout=sec.get("lease_timeout", _duration(1.0), QueueConfig.lease_timeout),
         )
@@ -689,7 +689,7 @@ class _Loader:
         sec = _Section(node, f"targets.{name}")
         if not sec.has("kind"):
             raise ConfigError(sec.key("kind"), "is required (alerts_v2, oim or log)")
-        kind: TargetKind = sec.get("kind", _choice("alerts_v2", "oim", "log"), "log")  # type: ignore[assignment]
+        kind = cast(TargetKind, sec.get("kind", _choice("alerts_v2", "oim", "log"), "log"))
         default_url = {"alerts_v2": DEFAULT_V2_URL, "oim": DEFAULT_OIM_URL, "log": ""}[kind]
         url = sec.get("url", _url, default_url) if kind != "log" else sec.get("url", _str, "")
         token = self.secret(sec, "token", "token_file")
@@ -710,7 +710,9 @@ class _Loader:
             token_in=token_in,  # type: ignore[arg-type]
             app_key_in=app_key_in,  # type: ignore[arg-type]
             timeout=sec.get("timeout", _duration(0.01), TargetConfig.timeout),
-            connect_timeout=sec.get("connect_timeout", _duration(0.01), TargetConfig.connect_timeout),
+            connect_timeout=sec.get(
+                "connect_timeout", _duration(0.01), TargetConfig.connect_timeout
+            ),
             rate_limit=sec.get("rate_limit", _positive_float, TargetConfig.rate_limit),
             burst=sec.get("burst", _int(1, 10_000), TargetConfig.burst),
             max_in_flight=sec.get("max_in_flight", _int(1, 256), TargetConfig.max_in_flight),
@@ -728,7 +730,8 @@ class _Loader:
             for i, item in enumerate(auto):
                 if item not in ("tags", "fields"):
                     raise ConfigError(
-                        f"{sec.key('auto_attributes')}[{i}]", f"must be tags or fields, got {item!r}"
+                        f"{sec.key('auto_attributes')}[{i}]",
+                        f"must be tags or fields, got {item!r}",
                     )
         elif sec.raw("auto_attributes") is None and "auto_attributes" in sec.node:
             auto = ()
@@ -830,7 +833,8 @@ class _Loader:
             for item in items:
                 if item not in valid:
                     raise ConfigError(
-                        sec.key("source"), f"unknown source {item!r} (want {', '.join(sorted(valid))})"
+                        sec.key("source"),
+                        f"unknown source {item!r} (want {', '.join(sorted(valid))})",
                     )
             sources = frozenset(items)
         tasks = _str_list(sec.raw("task"), sec.key("task")) if sec.has("task") else None

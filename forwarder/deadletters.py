@@ -58,9 +58,7 @@ class DeadLetter:
         }
 
 
-_COLUMNS = (
-    "id, target, reason, status, attempts, created, failed_at, payload, response, last_error"
-)
+_COLUMNS = "id, target, reason, status, attempts, created, failed_at, payload, response, last_error"
 
 
 def _row(row: tuple[Any, ...]) -> DeadLetter:

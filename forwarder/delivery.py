@@ -23,8 +23,14 @@ from forwarder.logs import get_logger
 from forwarder.metrics import Metrics
 from forwarder.queue import Entry, SQLiteQueue
 from forwarder.ratelimit import TokenBucket
-from forwarder.retry import Action, Verdict, backoff, classify_exception, classify_status
-from forwarder.retry import parse_retry_after
+from forwarder.retry import (
+    Action,
+    Verdict,
+    backoff,
+    classify_exception,
+    classify_status,
+    parse_retry_after,
+)
 from forwarder.transport import HTTPTransport, LogTransport, Response, Transport
 
 # How often an idle sender looks at the queue without being woken: picks up
@@ -241,7 +247,9 @@ class TargetSender:
             self.metrics.delivery_failures.labels(self.name, verdict.reason or "clientError").inc()
             if verdict.reason == "authError":
                 self._auth_failed(status)
-            await self._dead_letter(entries, verdict.reason or "clientError", status, response, error)
+            await self._dead_letter(
+                entries, verdict.reason or "clientError", status, response, error
+            )
         else:
             await self._retry(entries, verdict, status, response, error or "")
 

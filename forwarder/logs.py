@@ -107,10 +107,13 @@ class _StdlibFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = redactor.scrub(record.getMessage())
         if record.exc_info:
-            text += " | " + redactor.scrub(self.formatException(record.exc_info)).replace("\n", " | ")
-        return structlog.processors.JSONRenderer()(
+            text += " | " + redactor.scrub(self.formatException(record.exc_info)).replace(
+                "\n", " | "
+            )
+        rendered = structlog.processors.JSONRenderer()(
             None, "", {"event": text, "level": record.levelname.lower(), "logger": record.name}
         )
+        return rendered if isinstance(rendered, str) else rendered.decode()
 
 
 def get_logger(**bound: Any) -> Any:

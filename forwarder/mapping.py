@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from forwarder import jsonio
 from forwarder.config import ConfigError, MappingConfig
@@ -107,7 +108,9 @@ class _Compiled:
         try:
             return env.from_string(source)
         except jinja2.TemplateSyntaxError as exc:
-            raise ConfigError(path, f"template syntax error: {exc.message} (line {exc.lineno})")
+            raise ConfigError(
+                path, f"template syntax error: {exc.message} (line {exc.lineno})"
+            ) from None
 
 
 def _render(tpl: jinja2.Template, ctx: Mapping[str, Any], path: str) -> str:

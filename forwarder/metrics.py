@@ -16,8 +16,22 @@ _REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _INGEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 _BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
-REJECT_REASONS = ("bad_json", "bad_shape", "too_large", "unauthorized", "queue_full", "template_error")
-FAILURE_REASONS = ("clientError", "serverError", "rateLimited", "authError", "timeout", "connection")
+REJECT_REASONS = (
+    "bad_json",
+    "bad_shape",
+    "too_large",
+    "unauthorized",
+    "queue_full",
+    "template_error",
+)
+FAILURE_REASONS = (
+    "clientError",
+    "serverError",
+    "rateLimited",
+    "authError",
+    "timeout",
+    "connection",
+)
 
 
 class Metrics:

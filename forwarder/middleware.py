@@ -20,7 +20,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC_PATHS = frozenset({"/-/healthy", "/-/ready", "/metrics"})
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
     """``{"error": message}`` with ``status``."""
     return web.json_response({"error": message}, status=status, headers=headers)
 

@@ -482,9 +482,7 @@ class SQLiteQueue:
         """Run ``fn(conn, *args, **kwargs)`` on the queue thread (admin operations)."""
         return await self._run(lambda: fn(self.conn, *args, **kwargs))
 
-    async def replay_dead_letters(
-        self, *, ids: Sequence[int] | None, target: str | None
-    ) -> int:
+    async def replay_dead_letters(self, *, ids: Sequence[int] | None, target: str | None) -> int:
         """Re-queue dead letters and wake the senders."""
         moved = await self._run(lambda: self._replay_sync(ids, target))
         for ev in self._new_work.values():

@@ -40,5 +40,7 @@ class TokenBucket:
     async def acquire(self) -> None:
         """Wait until a token is available and take it (callers are served in order)."""
         async with self._lock:
-            while (wait := self.try_acquire()) > 0:
+            # A timed sleep sized to the deficit, not a poll: nothing can make
+            # tokens arrive sooner than the clock does.
+            while (wait := self.try_acquire()) > 0:  # noqa: ASYNC110
                 await asyncio.sleep(wait)

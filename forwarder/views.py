@@ -77,8 +77,13 @@ async def _ingest(request: web.Request, source: str, task: str | None) -> web.Re
             raise _unavailable(exc, "queue_full", exc.retry_after) from None
     except IngestError as exc:
         metrics.events_rejected.labels(source, exc.reason).inc()
-        _log.info("ingest_rejected", source=source, status=exc.status, reason=exc.reason,
-                  error=exc.message[:300])
+        _log.info(
+            "ingest_rejected",
+            source=source,
+            status=exc.status,
+            reason=exc.reason,
+            error=exc.message[:300],
+        )
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, _Unavailable) else None
         return error_response(exc.status, exc.message, headers=headers)
     n = len(processed.events)
@@ -142,7 +147,9 @@ async def ready(request: web.Request) -> web.Response:
         problems.append(queue.last_error)
     for name, health in deliverer.health().items():
         if health.auth_failed:
-            problems.append(f"target {name}: BigPanda refused the credentials ({health.last_error})")
+            problems.append(
+                f"target {name}: BigPanda refused the credentials ({health.last_error})"
+            )
     body: dict[str, Any] = {"targets": deliverer.describe()}
     if problems:
         body.update(status="not ready", error="; ".join(problems))
@@ -218,7 +225,9 @@ def _ids(doc: dict[str, Any]) -> list[int] | None:
     ids = doc.get("ids")
     if ids is None:
         return None
-    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+    if not isinstance(ids, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in ids
+    ):
         raise IngestError("ids: must be a list of whole numbers")
     return list(ids)
 

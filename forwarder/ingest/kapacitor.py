@@ -63,7 +63,9 @@ def parse_alert(body: dict[str, Any], *, task: str | None = None) -> Event:
     if recoverable is not None and not isinstance(recoverable, bool):
         raise IngestError(f"recoverable: must be true or false, got {_kind(recoverable)}")
 
-    name, tags, fields = "", {}, {}
+    name = ""
+    tags: dict[str, str] = {}
+    fields: dict[str, Any] = {}
     data = body.get("data")
     if data is not None:
         if not isinstance(data, dict):
@@ -112,7 +114,7 @@ def parse_httppost(body: dict[str, Any], *, task: str, fields: HttpPostFields) -
             rwhere = f"{where}.values[{ri}]"
             cols = dict(zip(columns, row, strict=True))
 
-            def lookup(key: str, cols: dict[str, Any] = cols) -> Any:
+            def lookup(key: str, cols: dict[str, Any] = cols, tags: dict[str, str] = tags) -> Any:
                 return cols[key] if key in cols else tags.get(key)
 
             raw_level = lookup(fields.level)
@@ -136,7 +138,9 @@ def parse_httppost(body: dict[str, Any], *, task: str, fields: HttpPostFields) -
                     source=Source.HTTPPOST,
                     id=_as_text(alert_id, f"{rwhere}.{fields.id}")
                     if alert_id is not None
-                    else f"{name}:{group}" if group else name,
+                    else f"{name}:{group}"
+                    if group
+                    else name,
                     message=_as_text(message, f"{rwhere}.{fields.message}")
                     if message is not None
                     else "",
