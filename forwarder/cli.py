@@ -7,8 +7,8 @@ exit 0, SIGHUP reloads the config.
 from __future__ import annotations
 
 import argparse
-import logging
 import asyncio
+import logging
 import os
 import signal
 import ssl

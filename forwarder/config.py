@@ -753,7 +753,9 @@ class _Loader:
                 if value not in BIGPANDA_STATUSES:
                     raise ConfigError(
                         s.key(level_name),
-                        f"not a BigPanda status (want one of {', '.join(sorted(BIGPANDA_STATUSES))})",
+                        "not a BigPanda status (want one of "
+                        + ", ".join(sorted(BIGPANDA_STATUSES))
+                        + ")",
                     )
                 status[level_name] = value
             s.finish()

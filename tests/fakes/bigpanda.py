@@ -263,7 +263,7 @@ class FakeBigPanda:
     async def wait_for(
         self,
         predicate: Callable[[FakeBigPanda], bool],
-        timeout: float,  # noqa: ASYNC109 - a deadline argument is the point of this helper
+        timeout: float,
     ) -> None:
         """Wait until ``predicate(self)`` holds, re-checking after every request.
 
