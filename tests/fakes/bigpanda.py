@@ -247,8 +247,13 @@ class FakeBigPanda:
             if include_duplicates or not r.duplicate
         ]
 
-    def stats(self, *, include_checks: bool = False) -> dict[str, Any]:
-        """Counters: accepted alerts (incl. duplicates), duplicates, requests, statuses."""
+    def stats(self, *, include_checks: bool = False, include_times: bool = False) -> dict[str, Any]:
+        """Counters: accepted alerts (incl. duplicates), duplicates, requests, statuses.
+
+        ``include_times`` adds ``arrivals``: ``[check, time.monotonic()]`` per accepted
+        alert. CLOCK_MONOTONIC is system-wide, so another process on this machine can
+        subtract its own ``time.monotonic()`` readings (the benchmarks do).
+        """
         data: dict[str, Any] = {
             "accepted": len(self.received),
             "duplicates": self._duplicates,
@@ -258,6 +263,8 @@ class FakeBigPanda:
         }
         if include_checks:
             data["checks"] = self.checks()
+        if include_times:
+            data["arrivals"] = [[str(r.alert.get("check", "")), r.at] for r in self.received]
         return data
 
     async def wait_for(
@@ -439,9 +446,11 @@ class FakeBigPanda:
         return web.Response(status=500)
 
     async def _handle_stats(self, request: web.Request) -> web.Response:
-        """``GET /_fake/stats[?checks=1]`` for out-of-process users."""
-        include = request.query.get("checks", "") in ("1", "true", "yes")
-        return web.json_response(self.stats(include_checks=include))
+        """``GET /_fake/stats[?checks=1][&times=1]`` for out-of-process users."""
+        yes = ("1", "true", "yes")
+        include = request.query.get("checks", "") in yes
+        times = request.query.get("times", "") in yes
+        return web.json_response(self.stats(include_checks=include, include_times=times))
 
 
 # -- standalone process -------------------------------------------------------------------
