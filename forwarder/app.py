@@ -18,7 +18,7 @@ from forwarder import logs
 from forwarder.config import Config
 from forwarder.delivery import Deliverer
 from forwarder.metrics import Metrics
-from forwarder.middleware import errors
+from forwarder.middleware import auth_challenge, errors
 from forwarder.queue import SQLiteQueue
 from forwarder.routes import setup_routes
 from forwarder.state import (
@@ -46,7 +46,10 @@ def create_app(
     the config's BigPanda targets have no credentials.
     """
     dry_run = dry_run or bool(config.unconfigured_targets)
-    app = web.Application(middlewares=[errors], client_max_size=config.server.max_body_bytes)
+    app = web.Application(
+        middlewares=[errors, auth_challenge(lambda request: request.app[RUNTIME].current.auth)],
+        client_max_size=config.server.max_body_bytes,
+    )
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
     queue = SQLiteQueue(config.queue)
     app[METRICS] = metrics

@@ -28,6 +28,7 @@ from forwarder.queue import QueueLocked
 from forwarder.state import RELOADER, build_runtime
 from forwarder.timeparse import parse_duration
 
+KEEPALIVE_TIMEOUT = 75.0
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -65,6 +66,9 @@ async def serve(config: Config, *, dry_run: bool) -> int:
         access_log=logging.getLogger("forwarder.access") if config.server.access_log else None,
         access_log_class=_AccessLogger,
         shutdown_timeout=config.server.shutdown_timeout,
+        # aiohttp has no header-read timeout; an idle or trickling connection is
+        # closed after this long (aiohttp 3.14's default is an hour).
+        keepalive_timeout=KEEPALIVE_TIMEOUT,
     )
     try:
         await runner.setup()
@@ -103,6 +107,8 @@ async def serve(config: Config, *, dry_run: bool) -> int:
             await app[RELOADER].reload()
         except ConfigError:
             pass  # logged by the reloader; the old config keeps running
+        except Exception as exc:  # never let a reload take the daemon down
+            log.error("config_reload_failed", error=repr(exc))
         finally:
             sdnotify.notify("READY=1")
 
@@ -184,7 +190,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     )
     for t in config.targets.values():
         creds = "credentials set" if t.has_credentials else "NO credentials (dry-run)"
-        where = f" {t.url}" if t.kind != "log" else ""
+        where = f" {_safe_url(t.url)}" if t.kind != "log" else ""
         print(
             f"  target:  {t.name} ({t.kind}{where}) {creds}, rate_limit={t.rate_limit:g}/s,"
             f" max_in_flight={t.max_in_flight}"
@@ -195,6 +201,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if config.unconfigured_targets:
         print("  mode:    DRY-RUN (alerts are logged, not sent)")
     return EXIT_OK
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its query string, which may carry ``access_token`` (OIM allows it)."""
+    base, sep, _ = url.partition("?")
+    return f"{base}?…" if sep else base
 
 
 def _describe_match(r: Any) -> str:
@@ -250,6 +262,7 @@ def _pretty(obj: Any) -> str:
 
 def _open_store(args: argparse.Namespace) -> Any:
     config = load_config(_config_path(args))
+    logs.set_secrets(config.secrets())  # BigPanda's stored answers pass the redactor
     return store.connect(config.queue.path, synchronous=config.queue.synchronous, create=False)
 
 
@@ -302,7 +315,7 @@ def _dlq_show(conn: Any, args: argparse.Namespace) -> int:
     if item is None:
         _err(f"no dead letter {args.id}")
         return EXIT_ERROR
-    print(_pretty(item.detail()))
+    print(_pretty(logs.redactor.scrub(item.detail())))
     return EXIT_OK
 
 

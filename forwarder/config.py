@@ -44,7 +44,9 @@ class ConfigError(Exception):
     """A config mistake. ``str()`` is one line: ``key.path: what is wrong``."""
 
     def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}" if path else message)
+        text = f"{path}: {message}" if path else message
+        # One line always, even when a key or a value quoted in it holds a newline.
+        super().__init__(text.replace("\r", "\\r").replace("\n", "\\n"))
         self.path = path
         self.message = message
 
@@ -423,7 +425,21 @@ def _str(value: Any, path: str) -> str:
     return str(value)
 
 
+def _from_env_text(value: Any) -> Any:
+    """``${VAR}`` expands to text; read "5", "2.5", "true" as YAML would have."""
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"-?\d+", text):
+            return int(text)
+        if re.fullmatch(r"-?\d+\.\d*(?:[eE][-+]?\d+)?", text):
+            return float(text)
+        if text.lower() in ("true", "false"):
+            return text.lower() == "true"
+    return value
+
+
 def _bool(value: Any, path: str) -> bool:
+    value = _from_env_text(value)
     if not isinstance(value, bool):
         raise ConfigError(path, f"must be true or false, got {_kind(value)}")
     return value
@@ -431,6 +447,7 @@ def _bool(value: Any, path: str) -> bool:
 
 def _int(lo: int, hi: int | None = None) -> Callable[[Any, str], int]:
     def conv(value: Any, path: str) -> int:
+        value = _from_env_text(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(path, f"must be a whole number, got {_kind(value)}")
         if value < lo or (hi is not None and value > hi):
@@ -442,6 +459,7 @@ def _int(lo: int, hi: int | None = None) -> Callable[[Any, str], int]:
 
 
 def _positive_float(value: Any, path: str) -> float:
+    value = _from_env_text(value)
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise ConfigError(path, f"must be a number above 0, got {value!r}")
     return float(value)

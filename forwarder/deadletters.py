@@ -8,6 +8,7 @@ implementation. Listings never include the app key.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -133,7 +134,10 @@ def replay(
         conn.execute(f"DELETE FROM dead_letters {where}", params)
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        # SQLite may already have rolled back (SQLITE_FULL, SQLITE_IOERR); a
+        # failing ROLLBACK must not hide the error that says why.
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
         raise
     return moved
 

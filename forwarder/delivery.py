@@ -210,7 +210,8 @@ class TargetSender:
             self._slots.release()
             self._wake.set()
 
-    async def _send(self, entries: list[Entry]) -> None:
+    async def _send(self, entries: list[Entry]) -> bool:
+        """Send one batch: True once settled (delivered or dead-lettered), False if retrying."""
         # BigPanda takes the latest status by timestamp; send oldest first.
         entries = sorted(entries, key=lambda e: e.timestamp)
         started = time.monotonic()
@@ -234,24 +235,31 @@ class TargetSender:
 
         if verdict.action is Action.DONE:
             await self._delivered(entries, status)
-        elif verdict.action is Action.SPLIT:
+            return True
+        if verdict.action is Action.SPLIT:
             self.metrics.delivery_failures.labels(self.name, verdict.reason or "clientError").inc()
             if len(entries) > 1:
                 mid = len(entries) // 2
                 self._log.info("batch_split", count=len(entries), status=status)
-                await self._send(entries[:mid])
-                await self._send(entries[mid:])
-            else:
-                await self._dead_letter(entries, "too_large", status, response, error)
-        elif verdict.action is Action.DEAD_LETTER:
+                if not await self._send(entries[:mid]):
+                    # The older half waits for a retry: sending the newer half now could
+                    # deliver a newer state of an alert before an older one. Give its
+                    # lease back; the queue holds back identities with a state waiting.
+                    await self.queue.release(entries[mid:])
+                    return False
+                return await self._send(entries[mid:])
+            await self._dead_letter(entries, "too_large", status, response, error)
+            return True
+        if verdict.action is Action.DEAD_LETTER:
             self.metrics.delivery_failures.labels(self.name, verdict.reason or "clientError").inc()
             if verdict.reason == "authError":
                 self._auth_failed(status)
             await self._dead_letter(
                 entries, verdict.reason or "clientError", status, response, error
             )
-        else:
-            await self._retry(entries, verdict, status, response, error or "")
+            return True
+        await self._retry(entries, verdict, status, response, error or "")
+        return False
 
     async def _delivered(self, entries: Sequence[Entry], status: int | None) -> None:
         await self.queue.ack(entries)

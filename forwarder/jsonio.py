@@ -9,7 +9,6 @@ the standard library, whose compact output matches Kapacitor's.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import orjson
@@ -29,5 +28,12 @@ def dumps(obj: Any) -> bytes:
 
 
 def dumps_str(obj: Any) -> str:
-    """Compact JSON text, as Kapacitor's handler encodes a non-string field value."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON text, as Kapacitor's handler encodes a non-string field value.
+
+    Raises ``ValueError`` for values orjson cannot encode (nesting past its
+    recursion limit), so a pathological field is a 400, not a crash.
+    """
+    try:
+        return orjson.dumps(obj).decode()
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"cannot encode value as JSON: {exc}") from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable, MutableMapping
+from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -48,7 +49,13 @@ class Redactor:
             return self.scrub(value.decode("utf-8", "replace"))
         if isinstance(value, BaseException):
             return self.scrub(f"{type(value).__name__}: {value}")
-        return value
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        if isinstance(value, set | frozenset):
+            return [self.scrub(v) for v in value]
+        # Anything else (a URL, a dataclass, a Secret) would be rendered through its
+        # repr by the JSON renderer; mask that text instead of trusting the object.
+        return self.scrub(repr(value))
 
     def __call__(
         self, logger: Any, method: str, event_dict: MutableMapping[str, Any]
@@ -110,9 +117,16 @@ class _StdlibFormatter(logging.Formatter):
             text += " | " + redactor.scrub(self.formatException(record.exc_info)).replace(
                 "\n", " | "
             )
-        rendered = structlog.processors.JSONRenderer()(
-            None, "", {"event": text, "level": record.levelname.lower(), "logger": record.name}
-        )
+        event = {
+            "event": text,
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            # The same form as structlog's TimeStamper(fmt="iso", utc=True).
+            "timestamp": datetime.fromtimestamp(record.created, UTC)
+            .isoformat()
+            .replace("+00:00", "Z"),
+        }
+        rendered = structlog.processors.JSONRenderer()(None, "", event)
         return rendered if isinstance(rendered, str) else rendered.decode()
 
 

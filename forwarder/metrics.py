@@ -22,6 +22,7 @@ REJECT_REASONS = (
     "too_large",
     "unauthorized",
     "queue_full",
+    "queue_unavailable",
     "template_error",
 )
 FAILURE_REASONS = (

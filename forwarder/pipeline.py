@@ -48,6 +48,9 @@ class Pipeline:
             except RenderError as exc:
                 where = f"event {i}: " if len(events) > 1 else ""
                 raise IngestError(f"{where}{exc}", reason="template_error") from None
+            except ValueError as exc:  # a field too deeply nested to encode
+                where = f"event {i}: " if len(events) > 1 else ""
+                raise IngestError(f"{where}{exc}") from None
             truncations += mapped.truncations
             items.append(
                 Outgoing(

@@ -107,6 +107,9 @@ class SQLiteQueue:
         self._per_target: dict[str, int] = defaultdict(int)
         self._reserved_count = 0
         self._reserved_bytes = 0
+        # The highest queue row id the counters include. A row above it that this
+        # process did not insert came from another one (``forwarder dlq replay``).
+        self._counted_upto = 0
         self._new_work: dict[str, asyncio.Event] = {}
         self.last_error: str | None = None
         self.is_open = False
@@ -254,6 +257,8 @@ class SQLiteQueue:
                 " next_attempt) VALUES (?,?,?,?,?,?,?,?)",
                 rows,
             )
+            # AUTOINCREMENT ids inside one write transaction are consecutive.
+            last_id = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
@@ -261,6 +266,10 @@ class SQLiteQueue:
             self.last_error = f"queue write failed: {exc}"
             raise QueueUnavailable(self.last_error) from None
         self.last_error = None
+        if last_id - len(rows) != self._counted_upto:
+            self._recount_sync()  # another process inserted rows since we last counted
+            return
+        self._counted_upto = last_id
         self._count += len(rows)
         self._bytes += sum(r[4] for r in rows)
         for r in rows:
@@ -289,6 +298,8 @@ class SQLiteQueue:
             " FROM queue WHERE target=? AND lease_until<=? ORDER BY id LIMIT ?",
             (target, now, limit * 4),
         ).fetchall()
+        if rows and max(r[0] for r in rows) > self._counted_upto:
+            self._recount_sync()  # rows another process inserted: count them before acking
         blocked = set(busy)
         chosen: list[Entry] = []
         app_key: str | None = None
@@ -341,7 +352,10 @@ class SQLiteQueue:
             deleted = self._delete_rows(ids)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite may already have rolled back (SQLITE_FULL, SQLITE_IOERR); a
+            # failing ROLLBACK must not hide the error that says why.
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
             raise
         self._account_removed(deleted)
 
@@ -434,7 +448,10 @@ class SQLiteQueue:
             deleted = self._delete_rows([e.id for e in entries])
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite may already have rolled back (SQLITE_FULL, SQLITE_IOERR); a
+            # failing ROLLBACK must not hide the error that says why.
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
             raise
         self._account_removed(deleted)
 
@@ -469,11 +486,21 @@ class SQLiteQueue:
         """Re-read the counters from disk (another process may have replayed dead letters)."""
         per_target: dict[str, int] = defaultdict(int)
         total_bytes = 0
-        for target, count, size in self.conn.execute(
-            "SELECT target, COUNT(*), COALESCE(SUM(size),0) FROM queue GROUP BY target"
-        ):
-            per_target[target] = count
-            total_bytes += size
+        conn = self.conn
+        conn.execute("BEGIN")  # one snapshot for the counts and the id they reach
+        try:
+            for target, count, size in conn.execute(
+                "SELECT target, COUNT(*), COALESCE(SUM(size),0) FROM queue GROUP BY target"
+            ):
+                per_target[target] = count
+                total_bytes += size
+            self._counted_upto = int(
+                conn.execute(
+                    "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name='queue'), 0)"
+                ).fetchone()[0]
+            )
+        finally:
+            conn.execute("COMMIT")
         self._per_target = per_target
         self._count = sum(per_target.values())
         self._bytes = total_bytes

@@ -32,8 +32,11 @@ class TokenBucket:
     def try_acquire(self) -> float:
         """Take a token if there is one and return 0, else return seconds until one is due."""
         self._refill()
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        # Float clocks lose precision: 0.4 s at 2.5/s can refill 0.99999999999994
+        # tokens, and a femtosecond sleep for the rest would be a wasted wake-up
+        # (on a fake clock, an endless loop). A token a nanosecond short is a token.
+        if self._tokens >= 1.0 - self.rate * 1e-9:
+            self._tokens = max(0.0, self._tokens - 1.0)
             return 0.0
         return (1.0 - self._tokens) / self.rate
 

@@ -30,21 +30,29 @@ def parse_rfc3339(value: str) -> datetime:
         raise ValueError(f"not a valid date/time: {value[:64]!r} ({exc})") from None
     if zone not in ("Z", "z"):
         sign = 1 if zone[0] == "+" else -1
-        offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
-        ts = ts - sign * offset
+        hours, minutes = int(zone[1:3]), int(zone[4:6])
+        if hours > 23 or minutes > 59:  # RFC 3339: time-hour 00-23, time-minute 00-59
+            raise ValueError(f"not a valid UTC offset: {value[:64]!r}")
+        offset = timedelta(hours=hours, minutes=minutes)
+        try:
+            ts = ts - sign * offset
+        except OverflowError:  # 9999-12-31T23:59:59-23:59, 0001-01-01T00:00:00+23:59
+            raise ValueError(f"out of range: {value[:64]!r}") from None
     return ts
 
 
-# Unix nanoseconds beyond this (year ~2262) do not fit an int64 anyway.
+# Unix nanoseconds as an int64 (InfluxDB's time range: years 1677 to 2262).
+_MIN_NS = -(2**63)
 _MAX_NS = 2**63 - 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def from_unix_ns(value: int) -> datetime:
-    """Convert Unix nanoseconds to an aware UTC datetime."""
-    if not 0 <= value <= _MAX_NS:
+    """Convert Unix nanoseconds (pre-1970 too) to an aware UTC datetime."""
+    if not _MIN_NS <= value <= _MAX_NS:
         raise ValueError(f"timestamp out of range: {value}")
     seconds, nanos = divmod(value, 1_000_000_000)
-    return datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=nanos // 1000)
+    return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)$")

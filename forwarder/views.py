@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -11,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from forwarder import deadletters, jsonio
 from forwarder.config import ConfigError
 from forwarder.ingest.errors import IngestError
-from forwarder.logs import get_logger
+from forwarder.logs import get_logger, redactor
 from forwarder.middleware import PUBLIC_PATHS, error_response
 from forwarder.queue import QueueFull, QueueUnavailable
 from forwarder.state import DELIVERER, METRICS, QUEUE, RELOADER, RUNTIME
@@ -32,19 +33,57 @@ def _authorize(request: web.Request) -> None:
         )
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    """The whole body, refusing with 413 as soon as it exceeds ``limit`` bytes."""
-    too_large = IngestError(
+def _too_large(limit: int) -> IngestError:
+    return IngestError(
         f"body larger than server.max_body_bytes ({limit} bytes)", reason="too_large", status=413
     )
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, refusing with 413 as soon as it exceeds ``limit`` bytes.
+
+    A declared length over the limit is refused before reading anything; a
+    chunked body is refused as soon as what arrived passes the limit.
+    """
+    length = request.content_length
+    if length is not None:
+        if length > limit:
+            raise _too_large(limit)
+        if length == 0:
+            return b""
+        try:
+            return await request.content.readexactly(length)
+        except asyncio.IncompleteReadError as exc:
+            raise IngestError(
+                f"body ended after {len(exc.partial)} of {length} bytes", reason="bad_json"
+            ) from None
     buf = bytearray()
     async for chunk in request.content.iter_any():
         buf += chunk
         if len(buf) > limit:
-            raise too_large
+            raise _too_large(limit)
     return bytes(buf)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# The success answer for N accepted events, built once per N.
+_ACCEPTED: dict[int, bytes] = {}
+
+
+def _accepted(n: int) -> web.Response:
+    body = _ACCEPTED.get(n)
+    if body is None:
+        body = b'{"accepted": %d}' % n
+        if len(_ACCEPTED) < 1024:
+            _ACCEPTED[n] = body
+    return web.Response(body=body, content_type="application/json")
 
 
 async def _ingest(request: web.Request, source: str, task: str | None) -> web.Response:
@@ -54,12 +93,8 @@ async def _ingest(request: web.Request, source: str, task: str | None) -> web.Re
     try:
         try:
             _authorize(request)
-        except web.HTTPUnauthorized:
-            raise IngestError(
-                "missing or wrong credentials (see server.auth in the config)",
-                reason="unauthorized",
-                status=401,
-            ) from None
+        except web.HTTPUnauthorized as exc:
+            raise _Unauthorized(exc.headers.get("WWW-Authenticate", "")) from None
         body = await _read_body(request, runtime.config.server.max_body_bytes)
         if not body.strip():
             raise IngestError("empty body; expected a JSON object", reason="bad_json")
@@ -67,14 +102,21 @@ async def _ingest(request: web.Request, source: str, task: str | None) -> web.Re
             doc = jsonio.loads(body)
         except ValueError as exc:
             raise IngestError(f"invalid JSON: {exc}", reason="bad_json") from None
+        if task is not None and not _is_utf8(task):
+            # aiohttp decodes header bytes with surrogateescape; such a name
+            # cannot be sent on as JSON.
+            raise IngestError("task name (path, ?task= or X-Kapacitor-Task) is not valid UTF-8")
         pipeline = runtime.pipeline
-        processed = pipeline.map_events(pipeline.parse(source, doc, task=task))
+        try:
+            processed = pipeline.map_events(pipeline.parse(source, doc, task=task))
+        except RecursionError:  # defence in depth: orjson already caps nesting at 1024
+            raise IngestError("body nested too deeply", reason="bad_json") from None
         try:
             await request.app[QUEUE].put(processed.items)
         except QueueFull as exc:
             raise _unavailable(exc, "queue_full", exc.retry_after) from None
         except QueueUnavailable as exc:
-            raise _unavailable(exc, "queue_full", exc.retry_after) from None
+            raise _unavailable(exc, "queue_unavailable", exc.retry_after) from None
     except IngestError as exc:
         metrics.events_rejected.labels(source, exc.reason).inc()
         _log.info(
@@ -84,7 +126,7 @@ async def _ingest(request: web.Request, source: str, task: str | None) -> web.Re
             reason=exc.reason,
             error=exc.message[:300],
         )
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, _Unavailable) else None
+        headers = exc.headers if isinstance(exc, _Unavailable | _Unauthorized) else None
         return error_response(exc.status, exc.message, headers=headers)
     n = len(processed.events)
     metrics.events_received.labels(source).inc(n)
@@ -93,22 +135,34 @@ async def _ingest(request: web.Request, source: str, task: str | None) -> web.Re
         _log.info("attributes_truncated", count=processed.truncations, source=source)
     metrics.ingest_duration.labels(source).observe(time.perf_counter() - started)
     if _log.is_enabled_for(10):  # DEBUG: one event per request, ids included
+        targets = sorted({i.target for i in processed.items})
         _log.debug(
             "ingested",
             source=source,
             alert_id=processed.events[0].id,
             alert_ids=[e.id for e in processed.events],
             task=processed.events[0].task,
-            targets=sorted({i.target for i in processed.items}),
+            target=targets[0] if len(targets) == 1 else targets,
+            attempt=0,
             status=200,
         )
-    return web.json_response({"accepted": n})
+    return _accepted(n)
 
 
 class _Unavailable(IngestError):
     def __init__(self, message: str, reason: Any, retry_after: int) -> None:
         super().__init__(message, reason=reason, status=503)
-        self.retry_after = retry_after
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class _Unauthorized(IngestError):
+    def __init__(self, challenge: str) -> None:
+        super().__init__(
+            "missing or wrong credentials (see server.auth in the config)",
+            reason="unauthorized",
+            status=401,
+        )
+        self.headers = {"WWW-Authenticate": challenge}
 
 
 def _unavailable(exc: Exception, reason: Any, retry_after: int) -> _Unavailable:
@@ -205,7 +259,7 @@ async def show_dead_letter(request: web.Request) -> web.Response:
     item = await request.app[QUEUE].call(deadletters.get_dead_letter, dl_id)
     if item is None:
         return error_response(404, f"no dead letter {dl_id}")
-    return web.json_response(item.detail())
+    return web.json_response(redactor.scrub(item.detail()))
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:

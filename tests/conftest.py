@@ -170,10 +170,15 @@ class Daemon:
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = f"http://127.0.0.1:{port}"
 
-    def start(self, *extra: str, env: dict[str, str] | None = None) -> None:
+    def start(
+        self, *extra: str, env: dict[str, str] | None = None, log_format: str | None = "json"
+    ) -> None:
+        """Start the daemon; ``env`` wins over the inherited environment (a test may set
+        ``NOTIFY_SOCKET``), and ``log_format=None`` leaves the choice to the daemon."""
         log = self.log_path.open("ab")
-        full_env = {**os.environ, **(env or {})}
+        full_env = dict(os.environ)
         full_env.pop("NOTIFY_SOCKET", None)
+        full_env.update(env or {})
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -182,8 +187,7 @@ class Daemon:
                 "run",
                 "--config",
                 str(self.config_path),
-                "--log-format",
-                "json",
+                *(("--log-format", log_format) if log_format else ()),
                 *extra,
             ],
             stdout=log,

@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Literal
 
 RejectReason = Literal[
-    "bad_json", "bad_shape", "too_large", "unauthorized", "queue_full", "template_error"
+    "bad_json",
+    "bad_shape",
+    "too_large",
+    "unauthorized",
+    "queue_full",
+    "queue_unavailable",
+    "template_error",
 ]
 
 

@@ -172,16 +172,22 @@ def _series(item: Any, where: str) -> tuple[str, dict[str, str], list[str], list
     name = item.get("name", "")
     if not isinstance(name, str):
         raise IngestError(f"{where}.name: must be a string, got {_kind(name)}")
-    tags = item.get("tags") or {}
+    tags = item.get("tags")
+    if tags is None:  # absent or null; a wrong falsy value ([] tags, {} rows) is an error
+        tags = {}
     if not isinstance(tags, dict):
         raise IngestError(f"{where}.tags: must be an object, got {_kind(tags)}")
     for k, v in tags.items():
         if not isinstance(v, str):
             raise IngestError(f"{where}.tags.{k}: must be a string, got {_kind(v)}")
-    columns = item.get("columns") or []
+    columns = item.get("columns")
+    if columns is None:
+        columns = []
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
         raise IngestError(f"{where}.columns: must be a list of strings")
-    rows = item.get("values") or []
+    rows = item.get("values")
+    if rows is None:
+        rows = []
     if not isinstance(rows, list):
         raise IngestError(f"{where}.values: must be a list of rows, got {_kind(rows)}")
     for ri, row in enumerate(rows):
@@ -197,7 +203,8 @@ def _level(value: Any, where: str) -> Level:
         level = _LEVELS.get(value.upper())
         if level is not None:
             return level
-    raise IngestError(f"{where}: unknown level {value!r} (want OK, INFO, WARNING or CRITICAL)")
+    shown = repr(value[:64]) if isinstance(value, str) else _kind(value)
+    raise IngestError(f"{where}: unknown level {shown} (want OK, INFO, WARNING or CRITICAL)")
 
 
 def _time(value: Any, where: str) -> datetime:

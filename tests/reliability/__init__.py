@@ -1,0 +1,1 @@
+"""The reliability suite: soak, outage, disk, fuzz, limits and secrets (``-m reliability``)."""

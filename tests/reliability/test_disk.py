@@ -1,0 +1,262 @@
+"""A full disk: the ingest refuses with 503 and a JSON error, never 200, and recovers by itself.
+
+The real path mounts a small tmpfs for the queue (we run as root in CI) and fills it with a
+file. Where mounting is not permitted, the same story is told at the database layer: SQLite's
+``PRAGMA max_page_count`` on the daemon's own connection makes every write that needs a new
+page fail with SQLITE_FULL ("database or disk is full"), exactly what a full disk returns.
+"""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from forwarder.state import QUEUE
+from tests.conftest import Daemon
+from tests.fakes.bigpanda import FakeBigPanda
+from tests.reliability.conftest import (
+    Arrivals,
+    check_name,
+    daemon_config,
+    kapacitor_alert,
+)
+
+pytestmark = pytest.mark.reliability
+
+TMPFS_SIZE = "8m"
+MAX_POSTS_UNTIL_FULL = 3_000
+PREFIX = "disk"
+
+Client = TestClient[web.Request, web.Application]
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path | None]:
+    """A fresh tmpfs of TMPFS_SIZE mounted in tmp_path, or None where mounting is refused."""
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    try:
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(mnt)],
+            capture_output=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        yield None
+        return
+    if done.returncode != 0:
+        yield None
+        return
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=30)
+
+
+def fill_disk(path: Path) -> int:
+    """Write ``path`` until the file system has no byte left; return the bytes written."""
+    written = 0
+    with path.open("wb", buffering=0) as f:
+        for chunk in (1 << 20, 1 << 16, 4096, 512, 1):
+            block = b"\0" * chunk
+            try:
+                while True:
+                    written += f.write(block) or 0
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+    return written
+
+
+class Scenario:
+    """Posting alerts to one ingest URL and keeping score of the answers."""
+
+    def __init__(self, session: aiohttp.ClientSession | Client, base_url: str) -> None:
+        self.session = session
+        self.base_url = base_url
+        self.seq = 0
+        self.acked: set[str] = set()
+        self.refusals: list[tuple[int, dict[str, Any], str | None]] = []
+
+    async def post_one(self) -> int:
+        """Post the next alert; remember it if acknowledged, the answer if refused."""
+        seq, self.seq = self.seq, self.seq + 1
+        async with self.session.post(
+            f"{self.base_url}/kapacitor/disk", data=kapacitor_alert(PREFIX, seq)
+        ) as resp:
+            body = await resp.json(content_type=None)
+            assert resp.status in (200, 503), f"alert {seq}: {resp.status} {body}"
+            if resp.status == 200:
+                self.acked.add(check_name(PREFIX, seq))
+            else:
+                self.refusals.append((resp.status, body, resp.headers.get("Retry-After")))
+            return resp.status
+
+    async def ready(self) -> tuple[int, dict[str, Any]]:
+        async with self.session.get(f"{self.base_url}/-/ready") as resp:
+            return resp.status, await resp.json()
+
+    async def until_refused(self) -> int:
+        """Post until the first 503; return how many were acknowledged on the way."""
+        before = len(self.acked)
+        for _ in range(MAX_POSTS_UNTIL_FULL):
+            if await self.post_one() == 503:
+                return len(self.acked) - before
+        raise AssertionError(f"no 503 after {MAX_POSTS_UNTIL_FULL} alerts on a full disk")
+
+    def check_refusal(self) -> None:
+        status, body, retry_after = self.refusals[-1]
+        assert status == 503
+        assert "error" in body, body
+        assert "full" in body["error"], body  # "queue write failed: database or disk is full"
+        assert retry_after is not None
+        assert retry_after.isdigit(), retry_after
+
+    async def recover(self) -> None:
+        """Once space is back: an alert is acknowledged again, then readiness returns."""
+        await wait_until_async(
+            self.post_one, 200, what="an alert acknowledged after space came back"
+        )
+        for _ in range(50):
+            assert await self.post_one() == 200
+        status, body = await self.ready()
+        assert status == 200, body
+
+
+async def wait_until_async(
+    attempt: Callable[[], Awaitable[int]], want: int, *, what: str, tries: int = 200
+) -> None:
+    """Call ``attempt`` until it returns ``want``, a bounded number of times."""
+    got: list[int] = []
+    for _ in range(tries):
+        got.append(await attempt())
+        if got[-1] == want:
+            return
+    raise AssertionError(f"{what}: never {want} in {tries} tries (got {sorted(set(got))})")
+
+
+async def _all_delivered(fake: FakeBigPanda, acked: set[str]) -> None:
+    arrivals = Arrivals(fake)
+    await fake.wait_for(lambda _: not arrivals.missing(acked), timeout=60)
+
+
+async def full_disk_story(
+    run: Scenario,
+    fake: FakeBigPanda,
+    fill: Callable[[], Awaitable[None]],
+    free: Callable[[], Awaitable[None]],
+) -> int:
+    """Healthy, then full (503s), then space back (200s); return the alerts let in after fill."""
+    for _ in range(20):
+        assert await run.post_one() == 200
+    await _all_delivered(fake, run.acked)
+    # BigPanda goes away too, so no delivery frees space in the database meanwhile: the only
+    # writes are the ingest's, and what the disk refuses stays refused.
+    await fake.stop_listening()
+    await fill()
+    got_in = await run.until_refused()
+    run.check_refusal()
+    status, body = await run.ready()
+    assert status == 503, body
+    assert "full" in body["error"], body
+    for _ in range(5):
+        assert await run.post_one() == 503, "a write was acknowledged on a full disk"
+
+    await free()
+    await run.recover()
+    await fake.start_listening()
+    await _all_delivered(fake, run.acked)
+    return got_in
+
+
+# A lease whose release failed on the full disk expires after this, not after 120 s.
+LEASE_TIMEOUT = "2s"
+
+
+async def _database_layer_scenario(
+    make_client: Callable[..., Awaitable[Client]], fake: FakeBigPanda
+) -> str:
+    """The story on the real app in-process, with SQLite itself refusing new pages."""
+    client = await make_client(daemon_config(fake.alerts_url, lease_timeout=LEASE_TIMEOUT))
+    queue = client.app[QUEUE]
+    run = Scenario(client, "")
+    pages = 0
+
+    def cap_pages(conn: Any) -> int:
+        count = int(conn.execute("PRAGMA page_count").fetchone()[0])
+        conn.execute(f"PRAGMA max_page_count={count}")
+        return count
+
+    async def fill() -> None:
+        nonlocal pages
+        pages = await queue.call(cap_pages)
+
+    async def free() -> None:
+        await queue.call(lambda conn: conn.execute("PRAGMA max_page_count=1073741823"))
+
+    got_in = await full_disk_story(run, fake, fill, free)
+    return (
+        f"database layer (max_page_count={pages}): {got_in} more acknowledged before the first"
+        f" 503; {len(run.refusals)} refused; {len(run.acked)} acknowledged, all delivered"
+    )
+
+
+async def test_full_disk_answers_503_and_recovers(
+    small_tmpfs: Path | None,
+    fake_bigpanda: FakeBigPanda,
+    daemon_factory: Callable[[str], Daemon],
+    make_client: Callable[..., Awaitable[Client]],
+) -> None:
+    """On a full disk the daemon answers 503 with a JSON error (never 200); freed space heals it."""
+    if small_tmpfs is None:
+        print("disk: mount not permitted; ran the database-layer path instead")
+        print("disk: " + await _database_layer_scenario(make_client, fake_bigpanda))
+        return
+    filler = small_tmpfs / "filler"
+    filled = 0
+
+    async def fill() -> None:
+        nonlocal filled
+        filled = fill_disk(filler)
+
+    async def free() -> None:
+        filler.unlink()
+
+    daemon = daemon_factory(
+        daemon_config(
+            fake_bigpanda.alerts_url,
+            queue_path=str(small_tmpfs / "queue.db"),
+            lease_timeout=LEASE_TIMEOUT,
+        )
+    )
+    daemon.start()
+    try:
+        await daemon.wait_ready()
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            run = Scenario(session, daemon.url)
+            got_in = await full_disk_story(run, fake_bigpanda, fill, free)
+        assert daemon.proc is not None
+        assert daemon.proc.poll() is None, daemon.log()
+    finally:
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            assert daemon.terminate() == 0, daemon.log()
+    print(
+        f"disk: real tmpfs ({TMPFS_SIZE}, filler {filled} bytes): {got_in} more acknowledged"
+        f" before the first 503; {len(run.refusals)} refused; {len(run.acked)} acknowledged,"
+        f" all delivered; first refusal {run.refusals[0][1]}"
+    )
+
+
+async def test_full_database_answers_503_and_recovers(
+    fake_bigpanda: FakeBigPanda, make_client: Callable[..., Awaitable[Client]]
+) -> None:
+    """When SQLite reports the database full, ingest answers 503 (never 200) and later recovers."""
+    print("disk: " + await _database_layer_scenario(make_client, fake_bigpanda))

@@ -1,0 +1,257 @@
+"""``forwarder dlq list|show|replay|purge`` as real subprocesses on a real queue file.
+
+The dead letters are made by the real pipeline (Kapacitor example bodies mapped
+with the test config) and the real queue, then the CLI is run against the same
+config file. Its output names each dead letter's id, target, reason, status,
+attempts, age and check, and never a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from forwarder.config import QueueConfig
+from forwarder.pipeline import Pipeline
+from forwarder.queue import Outgoing, SQLiteQueue
+from tests.conftest import APP_KEY, TOKEN, example, make_config, target_config, write_config
+
+DAY = 86400.0
+
+
+class FakeClock:
+    """Unix seconds that move only when the test says so."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def outgoing(tmp_path: Path, text: str, check: str) -> Outgoing:
+    """The queue item the real pipeline makes from a Kapacitor example with id ``check``."""
+    body: dict[str, Any] = json.loads(example("kapacitor-alert-critical.json"))
+    body["id"] = check
+    pipeline = Pipeline(make_config(tmp_path, text))
+    (item,) = pipeline.map_events(pipeline.parse("kapacitor", body)).items
+    return item
+
+
+# (check, reason, status, failed attempts before the dead letter, days ago)
+DEAD = [
+    ("cpu-high", "clientError", 400, 0, 8.0),
+    ("disk-full", "authError", 401, 0, 0.0),
+    ("mem-low", "expired", 503, 2, 0.0),
+    ("net-down", "connection", None, 1, 0.0),
+]
+
+
+@pytest.fixture
+async def dlq_config(tmp_path: Path) -> Path:
+    """A config file whose queue holds the ``DEAD`` dead letters (one failed 8 days ago)."""
+    text = target_config("http://127.0.0.1:9/data/v2/alerts")
+    path = write_config(tmp_path, text)
+    clock = FakeClock(time.time() - 8 * DAY)
+    queue = SQLiteQueue(QueueConfig(path=tmp_path / "queue.db", synchronous="normal"), clock=clock)
+    await queue.open()
+    try:
+        for check, reason, status, retries, days_ago in DEAD:
+            clock.now = time.time() - days_ago * DAY
+            await queue.put([outgoing(tmp_path, text, check)])
+            for _ in range(retries):
+                (entries, _) = await queue.lease("bigpanda", limit=1, busy=set(), lease_for=60)
+                await queue.retry_later(entries, at=clock.now, error="HTTP 503")
+            (entries, _) = await queue.lease("bigpanda", limit=1, busy=set(), lease_for=60)
+            assert entries[0].app_key == APP_KEY
+            await queue.dead_letter(
+                entries,
+                reason=reason,
+                status=status,
+                response=f'{{"status":"error","message":"{reason}"}}',
+                error=f"HTTP {status}" if status else "ClientConnectorError: refused",
+            )
+    finally:
+        await queue.close()
+    return path
+
+
+async def dlq(config: Path, *args: str) -> tuple[int, str]:
+    """Run ``forwarder dlq ARGS --config CONFIG``; return the exit code and all output."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "forwarder",
+        "dlq",
+        *args,
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=str(config.parent),
+    )
+    out, _ = await proc.communicate()
+    text = out.decode()
+    assert TOKEN not in text
+    assert APP_KEY not in text
+    return proc.returncode or 0, text
+
+
+def table(out: str) -> list[list[str]]:
+    """The rows of ``dlq list`` split into columns (the header line dropped)."""
+    lines = out.strip().splitlines()
+    assert lines[0].split() == ["ID", "TARGET", "REASON", "STATUS", "ATTEMPTS", "AGE", "CHECK"]
+    return [ln.split() for ln in lines[1:]]
+
+
+def counts(config: Path) -> tuple[int, int]:
+    """Alerts in the queue and in the dead-letter store."""
+    with sqlite3.connect(config.parent / "queue.db") as conn:
+        q = conn.execute("SELECT COUNT(*) FROM queue").fetchone()[0]
+        d = conn.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
+    return int(q), int(d)
+
+
+def ids(config: Path) -> dict[str, int]:
+    """Dead-letter id by the alert's check."""
+    with sqlite3.connect(config.parent / "queue.db") as conn:
+        rows = conn.execute("SELECT id, json_extract(payload, '$.check') FROM dead_letters")
+        return {check: int(i) for i, check in rows}
+
+
+async def test_list_shows_one_line_per_dead_letter_with_every_field(dlq_config: Path) -> None:
+    """``dlq list`` prints id, target, reason, status, attempts, age and check, newest first."""
+    code, out = await dlq(dlq_config, "list")
+    assert code == 0, out
+    by_check = ids(dlq_config)
+    rows = table(out)
+    assert [r[6] for r in rows] == ["net-down", "mem-low", "disk-full", "cpu-high"]
+    want = {
+        "cpu-high": ("clientError", "400", "1"),
+        "disk-full": ("authError", "401", "1"),
+        "mem-low": ("expired", "503", "3"),
+        "net-down": ("connection", "-", "2"),
+    }
+    for dl_id, target, reason, status, attempts, age, check in rows:
+        assert int(dl_id) == by_check[check]
+        assert target == "bigpanda"
+        assert (reason, status, attempts) == want[check]
+        assert re.fullmatch(r"\d+(s|m\d+s|h\d+m|d\d+h)", age), age
+    ages = {r[6]: r[5] for r in rows}
+    assert ages["cpu-high"].startswith("8d")
+    assert re.fullmatch(r"\d+s", ages["disk-full"])
+
+
+async def test_list_narrows_by_target_and_limit_and_speaks_json(dlq_config: Path) -> None:
+    """``--limit`` caps the lines, ``--target`` filters, and ``--json`` gives the same fields."""
+    code, out = await dlq(dlq_config, "list", "--limit", "2")
+    assert code == 0, out
+    assert [r[6] for r in table(out)] == ["net-down", "mem-low"]
+
+    code, out = await dlq(dlq_config, "list", "--target", "elsewhere")
+    assert (code, out.strip()) == (0, "no dead letters")
+
+    code, out = await dlq(dlq_config, "list", "--json")
+    assert code == 0, out
+    items = json.loads(out)
+    assert {tuple(sorted(i)) for i in items} == {
+        ("age_seconds", "attempts", "check", "id", "reason", "status", "target")
+    }
+    assert [i["check"] for i in items] == ["net-down", "mem-low", "disk-full", "cpu-high"]
+    assert items[1]["status"] == 503
+    assert items[0]["status"] is None
+
+
+async def test_show_prints_the_alert_and_bigpandas_answer(dlq_config: Path) -> None:
+    """``dlq show ID`` prints the whole dead letter: alert, response, error and times."""
+    dl_id = ids(dlq_config)["disk-full"]
+    code, out = await dlq(dlq_config, "show", str(dl_id))
+    assert code == 0, out
+    detail = json.loads(out)
+    assert detail["id"] == dl_id
+    assert (detail["reason"], detail["status"], detail["check"]) == ("authError", 401, "disk-full")
+    assert detail["alert"]["check"] == "disk-full"
+    assert detail["alert"]["host"] == "serverA"
+    assert "app_key" not in detail["alert"]
+    assert detail["response"] == '{"status":"error","message":"authError"}'
+    assert detail["last_error"] == "HTTP 401"
+    assert detail["failed_at"] >= detail["created"]
+
+
+async def test_show_of_an_unknown_id_fails(dlq_config: Path) -> None:
+    """``dlq show`` of an id that does not exist exits 1 with a one-line error."""
+    code, out = await dlq(dlq_config, "show", "99999")
+    assert code == 1
+    assert out.strip() == "forwarder: error: no dead letter 99999"
+
+
+async def test_replay_by_id_requeues_only_that_one(dlq_config: Path) -> None:
+    """``dlq replay ID`` moves that dead letter back into the queue and leaves the rest."""
+    dl_id = ids(dlq_config)["mem-low"]
+    code, out = await dlq(dlq_config, "replay", str(dl_id))
+    assert code == 0, out
+    assert out.startswith("replayed 1 dead letter(s)")
+    assert counts(dlq_config) == (1, 3)
+    assert "mem-low" not in ids(dlq_config)
+    with sqlite3.connect(dlq_config.parent / "queue.db") as conn:
+        app_key, attempts = conn.execute("SELECT app_key, attempts FROM queue").fetchone()
+    assert (app_key, attempts) == (APP_KEY, 0)  # the app key travels with it; attempts restart
+
+
+async def test_replay_all_and_by_target(dlq_config: Path) -> None:
+    """``--all --target`` replays nothing for an unknown target; ``--all`` replays everything."""
+    code, out = await dlq(dlq_config, "replay", "--all", "--target", "elsewhere")
+    assert (code, out.split(" dead")[0]) == (0, "replayed 0")
+    code, out = await dlq(dlq_config, "replay", "--all")
+    assert code == 0, out
+    assert out.startswith("replayed 4 dead letter(s)")
+    assert counts(dlq_config) == (4, 0)
+    code, out = await dlq(dlq_config, "list")
+    assert (code, out.strip()) == (0, "no dead letters")
+
+
+async def test_replay_without_ids_or_all_is_a_usage_error(dlq_config: Path) -> None:
+    """``dlq replay`` with neither IDs nor ``--all`` exits 2 and changes nothing."""
+    code, out = await dlq(dlq_config, "replay")
+    assert code == 2
+    assert "--all" in out
+    assert counts(dlq_config) == (0, 4)
+
+
+async def test_purge_by_id_and_by_age(dlq_config: Path) -> None:
+    """``dlq purge ID`` deletes that one; ``--older-than 7d`` deletes only week-old failures."""
+    by_check = ids(dlq_config)
+    code, out = await dlq(dlq_config, "purge", str(by_check["net-down"]))
+    assert (code, out.strip()) == (0, "purged 1 dead letter(s)")
+    code, out = await dlq(dlq_config, "purge", "--older-than", "7d")
+    assert (code, out.strip()) == (0, "purged 1 dead letter(s)")
+    assert sorted(ids(dlq_config)) == ["disk-full", "mem-low"]
+    assert counts(dlq_config) == (0, 2)
+
+
+async def test_purge_needs_ids_or_a_valid_age(dlq_config: Path) -> None:
+    """``dlq purge`` without arguments, or with a bad duration, exits 2 and deletes nothing."""
+    code, out = await dlq(dlq_config, "purge")
+    assert code == 2
+    assert "--older-than" in out
+    code, out = await dlq(dlq_config, "purge", "--older-than", "a week")
+    assert code == 2
+    assert "--older-than" in out
+    assert counts(dlq_config) == (0, 4)
+
+
+async def test_dlq_without_a_queue_file_explains(tmp_path: Path) -> None:
+    """With no queue database yet, ``dlq list`` exits 1 and says the daemon never ran."""
+    config = write_config(tmp_path, target_config("http://127.0.0.1:9/data/v2/alerts"))
+    code, out = await dlq(config, "list")
+    assert code == 1
+    assert "has the daemon ever run with this config?" in out
+    assert not (tmp_path / "queue.db").exists()

@@ -1,0 +1,341 @@
+"""Config reload: SIGHUP in a real daemon process, and ``POST /-/reload``.
+
+A good new config is swapped in whole (the hash gauge changes, new mappings
+apply); a bad one is refused with the error logged and the old one keeps
+running; alerts already queued are not touched by a reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from forwarder.app import create_app
+from forwarder.config import load_config
+from tests.conftest import Daemon, example, target_config, write_config
+from tests.fakes.bigpanda import FakeBigPanda, FaultPlan
+
+Client = TestClient[web.Request, web.Application]
+
+
+def config_with(url: str, env: str, *, rate_limit: int = 1000, extra: str = "") -> str:
+    """The fake-target config with a global attribute ``env`` and the given rate limit."""
+    text = target_config(url).replace("    rate_limit: 1000\n", f"    rate_limit: {rate_limit}\n")
+    return text + f"mapping:\n  attributes:\n    env: '{env}'\n" + extra
+
+
+def alert(alert_id: str) -> bytes:
+    """A Kapacitor alert with its own id."""
+    doc: dict[str, Any] = json.loads(example("kapacitor-alert-critical.json"))
+    doc["id"] = alert_id
+    return json.dumps(doc).encode()
+
+
+def file_hash(path: Path) -> float:
+    """What ``forwarder_config_hash`` must read for the config file at ``path``."""
+    return float(int(hashlib.sha256(path.read_bytes()).hexdigest()[:12], 16))
+
+
+def env_of(fake: FakeBigPanda, check: str) -> str:
+    """The ``env`` attribute of the alert the fake accepted with ``check``."""
+    return str(next(r.alert for r in fake.received if r.alert.get("check") == check).get("env"))
+
+
+def delivered(*checks: str) -> Callable[[FakeBigPanda], bool]:
+    """A ``wait_for`` predicate: every one of ``checks`` has arrived."""
+
+    def predicate(fake: FakeBigPanda) -> bool:
+        return set(checks) <= set(fake.checks())
+
+    return predicate
+
+
+class Running:
+    """A started daemon with an HTTP session to it."""
+
+    def __init__(self, daemon: Daemon, session: aiohttp.ClientSession) -> None:
+        self.daemon = daemon
+        self.session = session
+
+    async def metrics(self) -> dict[str, float]:
+        """Unlabelled gauges and per-target queue depth, by sample name."""
+        async with self.session.get(f"{self.daemon.url}/metrics") as resp:
+            text = await resp.text()
+        out: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if not s.labels or s.labels == {"target": "bigpanda"}:
+                    out[s.name] = s.value
+        return out
+
+    async def metrics_until(
+        self, done: Callable[[dict[str, float]], bool], timeout: float = 20.0
+    ) -> dict[str, float]:
+        """Scrape until ``done`` holds, with a deadline."""
+        deadline = time.monotonic() + timeout
+        while True:
+            m = await self.metrics()
+            if done(m):
+                return m
+            assert time.monotonic() < deadline, f"metrics never settled: {m}\n{self.daemon.log()}"
+            await asyncio.sleep(0.05)  # poll interval
+
+    async def log_until(
+        self, event: str, count: int, timeout: float = 20.0
+    ) -> list[dict[str, Any]]:
+        """Poll the daemon's JSON log until ``event`` appeared ``count`` times."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [
+                doc
+                for line in self.daemon.log().splitlines()
+                if line.startswith("{") and (doc := json.loads(line)).get("event") == event
+            ]
+            if len(found) >= count:
+                return found
+            assert time.monotonic() < deadline, f"no {count}x {event}:\n{self.daemon.log()}"
+            await asyncio.sleep(0.05)  # poll interval
+
+    async def ingest(self, body: bytes) -> None:
+        async with self.session.post(f"{self.daemon.url}/kapacitor", data=body) as resp:
+            assert resp.status == 200, await resp.text()
+
+    def rewrite(self, text: str) -> Path:
+        """Replace the config file (keeping the daemon's port) and return its path."""
+        path = self.daemon.config_path
+        path.write_text(text.replace("127.0.0.1:0", f"127.0.0.1:{self.daemon.port}"))
+        return path
+
+    def hup(self) -> None:
+        assert self.daemon.proc is not None
+        os.kill(self.daemon.proc.pid, signal.SIGHUP)
+
+
+@pytest.fixture
+async def run_daemon(
+    daemon_factory: Callable[[str], Daemon],
+) -> AsyncIterator[Callable[[str], Awaitable[Running]]]:
+    """Start a daemon on config text and wait until it is ready."""
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def start(text: str) -> Running:
+        daemon = daemon_factory(text)
+        daemon.start()
+        await daemon.wait_ready()
+        session = aiohttp.ClientSession()
+        sessions.append(session)
+        return Running(daemon, session)
+
+    yield start
+    for s in sessions:
+        await s.close()
+
+
+async def test_sighup_applies_a_good_config(
+    run_daemon: Callable[[str], Awaitable[Running]], fake_bigpanda: FakeBigPanda
+) -> None:
+    """On SIGHUP a valid new config replaces the old one: the hash gauge follows the file,
+    the reload is marked successful, and new alerts use the new mapping."""
+    fake = fake_bigpanda
+    run = await run_daemon(config_with(fake.alerts_url, "one"))
+    path = run.daemon.config_path
+    before = await run.metrics()
+    assert before["forwarder_config_hash"] == file_hash(path)
+    assert before["forwarder_config_last_reload_successful"] == 1
+    await run.ingest(alert("before"))
+    await fake.wait_for(delivered("before"), timeout=10)
+    assert env_of(fake, "before") == "one"
+
+    run.rewrite(config_with(fake.alerts_url, "two", rate_limit=500))
+    run.hup()
+    after = await run.metrics_until(lambda m: m["forwarder_config_hash"] == file_hash(path))
+    assert after["forwarder_config_hash"] != before["forwarder_config_hash"]
+    assert after["forwarder_config_last_reload_successful"] == 1
+    assert (
+        after["forwarder_config_last_reload_success_timestamp_seconds"]
+        >= before["forwarder_config_last_reload_success_timestamp_seconds"]
+    )
+    reloaded = await run.log_until("config_reloaded", 1)
+    assert reloaded[0]["digest"] == hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+    await run.ingest(alert("after"))
+    await fake.wait_for(delivered("after"), timeout=10)
+    assert env_of(fake, "after") == "two"
+    assert run.daemon.terminate() == 0
+
+
+BAD_CHANGES = [
+    (
+        lambda t: t.replace("  shutdown_timeout: 2s\n", "  shutdown_timeout: 2s\n  bogus: 1\n"),
+        "server.bogus: unknown key",
+    ),
+    (lambda t: t + "targets: [\n", "invalid YAML"),
+    (lambda t: t.replace("env: 'one'", "env: '{{ oops'"), "template syntax error"),
+    (lambda t: t.replace("path: queue.db", "path: other.db"), "queue.path"),
+]
+BAD_IDS = ["unknown-key", "yaml-syntax", "template-syntax", "restart-only-key"]
+
+
+@pytest.mark.parametrize(("change", "logged"), BAD_CHANGES, ids=BAD_IDS)
+async def test_sighup_refuses_a_bad_config_and_keeps_the_old_one(
+    run_daemon: Callable[[str], Awaitable[Running]],
+    fake_bigpanda: FakeBigPanda,
+    change: Callable[[str], str],
+    logged: str,
+) -> None:
+    """On SIGHUP with a broken file, the error is logged, the reload gauge drops to 0, the
+    hash stays, and alerts keep flowing with the old mapping; fixing the file recovers."""
+    fake = fake_bigpanda
+    good = config_with(fake.alerts_url, "one")
+    run = await run_daemon(good)
+    path = run.daemon.config_path
+    old_hash = file_hash(path)
+
+    bad = change(path.read_text())
+    assert bad != path.read_text()
+    path.write_text(bad)
+    run.hup()
+    failed = await run.log_until("config_reload_failed", 1)
+    assert logged in failed[0]["error"]
+    assert failed[0]["level"] == "error"
+    m = await run.metrics_until(lambda m: m["forwarder_config_last_reload_successful"] == 0)
+    assert m["forwarder_config_hash"] == old_hash
+
+    await run.ingest(alert("still-old"))
+    await fake.wait_for(delivered("still-old"), timeout=10)
+    assert env_of(fake, "still-old") == "one"
+    assert run.daemon.proc is not None
+    assert run.daemon.proc.poll() is None
+
+    run.rewrite(config_with(fake.alerts_url, "fixed"))
+    run.hup()
+    await run.metrics_until(
+        lambda m: (
+            m["forwarder_config_last_reload_successful"] == 1
+            and m["forwarder_config_hash"] == file_hash(path)
+        )
+    )
+    await run.ingest(alert("fixed"))
+    await fake.wait_for(delivered("fixed"), timeout=10)
+    assert env_of(fake, "fixed") == "fixed"
+    assert run.daemon.terminate() == 0
+
+
+async def test_queued_alerts_survive_a_reload(
+    run_daemon: Callable[[str], Awaitable[Running]], fake_bigpanda: FakeBigPanda
+) -> None:
+    """Alerts queued while BigPanda is down stay queued across a SIGHUP reload and are all
+    delivered, as they were mapped at ingest, once it is back."""
+    fake = fake_bigpanda
+    # Down as in an outage answering 503; closing the port instead could lose it to
+    # another process before it is reopened.
+    fake.set_faults(FaultPlan(force_status=503))
+    run = await run_daemon(config_with(fake.alerts_url, "one"))
+    checks = [f"queued-{i}" for i in range(3)]
+    for check in checks:
+        await run.ingest(alert(check))
+    await run.metrics_until(lambda m: m["forwarder_queue_events"] == 3)
+
+    path = run.rewrite(config_with(fake.alerts_url, "two"))
+    run.hup()
+    m = await run.metrics_until(lambda m: m["forwarder_config_hash"] == file_hash(path))
+    assert m["forwarder_queue_events"] == 3
+
+    fake.set_faults(FaultPlan())
+    await fake.wait_for(delivered(*checks), timeout=20)
+    assert {env_of(fake, c) for c in checks} == {"one"}
+    await run.metrics_until(lambda m: m["forwarder_queue_events"] == 0)
+    assert run.daemon.terminate() == 0
+
+
+# --------------------------------------------------------------------------- POST /-/reload
+
+
+@pytest.fixture
+async def file_app(
+    tmp_path: Path,
+) -> AsyncIterator[Callable[[str], Awaitable[tuple[Client, Path]]]]:
+    """The real app built from a config file (so it can reload), served on loopback."""
+    clients: list[Client] = []
+
+    async def factory(text: str) -> tuple[Client, Path]:
+        path = write_config(tmp_path, text)
+        app = create_app(load_config(path), registry=CollectorRegistry())
+        client: Client = TestClient(TestServer(app, host="127.0.0.1"))
+        await client.start_server()
+        clients.append(client)
+        return client, path
+
+    yield factory
+    for c in clients:
+        await c.close()
+
+
+async def gauge(client: Client, name: str) -> float:
+    """An unlabelled gauge's value from ``/metrics``."""
+    resp = await client.get("/metrics")
+    for family in text_string_to_metric_families(await resp.text()):
+        for s in family.samples:
+            if s.name == name and not s.labels:
+                return float(s.value)
+    raise AssertionError(f"no {name}")
+
+
+async def test_post_reload_applies_a_good_config(
+    file_app: Callable[[str], Awaitable[tuple[Client, Path]]], fake_bigpanda: FakeBigPanda
+) -> None:
+    """``POST /-/reload`` with a valid file answers 200 with the new digest and applies it."""
+    fake = fake_bigpanda
+    client, path = await file_app(config_with(fake.alerts_url, "one"))
+    path.write_text(config_with(fake.alerts_url, "two"))
+    resp = await client.post("/-/reload")
+    assert resp.status == 200
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert await resp.json() == {"status": "reloaded", "digest": digest[:12]}
+    assert await gauge(client, "forwarder_config_hash") == int(digest[:12], 16)
+    assert await gauge(client, "forwarder_config_last_reload_successful") == 1
+
+    assert (await client.post("/kapacitor", data=alert("via-post"))).status == 200
+    await fake.wait_for(delivered("via-post"), timeout=10)
+    assert env_of(fake, "via-post") == "two"
+
+
+@pytest.mark.parametrize(("change", "error"), BAD_CHANGES, ids=BAD_IDS)
+async def test_post_reload_refuses_a_bad_config_with_400_json(
+    file_app: Callable[[str], Awaitable[tuple[Client, Path]]],
+    fake_bigpanda: FakeBigPanda,
+    change: Callable[[str], str],
+    error: str,
+) -> None:
+    """``POST /-/reload`` with a bad file (or one changing a restart-only key) answers 400
+    with a JSON error naming the problem; the reload gauge is 0 and the old config works."""
+    fake = fake_bigpanda
+    client, path = await file_app(config_with(fake.alerts_url, "one"))
+    old_hash = await gauge(client, "forwarder_config_hash")
+    path.write_text(change(path.read_text()))
+
+    resp = await client.post("/-/reload")
+    assert resp.status == 400
+    body = await resp.json()
+    assert body["error"].startswith("config not reloaded: ")
+    assert error in body["error"]
+    assert await gauge(client, "forwarder_config_last_reload_successful") == 0
+    assert await gauge(client, "forwarder_config_hash") == old_hash
+
+    assert (await client.post("/kapacitor", data=alert("old-still"))).status == 200
+    await fake.wait_for(delivered("old-still"), timeout=10)
+    assert env_of(fake, "old-still") == "one"
