@@ -18,7 +18,7 @@ from forwarder import logs
 from forwarder.config import Config
 from forwarder.delivery import Deliverer
 from forwarder.metrics import Metrics
-from forwarder.middleware import auth_challenge, errors
+from forwarder.middleware import errors
 from forwarder.queue import SQLiteQueue
 from forwarder.routes import setup_routes
 from forwarder.state import (
@@ -47,7 +47,7 @@ def create_app(
     """
     dry_run = dry_run or bool(config.unconfigured_targets)
     app = web.Application(
-        middlewares=[errors, auth_challenge(lambda request: request.app[RUNTIME].current.auth)],
+        middlewares=[errors],
         client_max_size=config.server.max_body_bytes,
     )
     metrics = Metrics(registry if registry is not None else CollectorRegistry())

@@ -12,9 +12,10 @@ and are compiled once, when the config is loaded.
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 import jinja2
@@ -38,7 +39,6 @@ MAX_ATTRIBUTE: Final = 512
 _RESERVED_FOR_AUTO: Final = frozenset(
     {"app_key", "status", "timestamp", "primary_property", "secondary_property"}
 )
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class RenderError(Exception):
@@ -126,10 +126,7 @@ def _render(tpl: jinja2.Template, ctx: Mapping[str, Any], path: str) -> str:
 
 def unix_seconds(ts: datetime) -> int:
     """Whole Unix seconds, rounded down like Go's ``Time.Unix``."""
-    return (ts - _EPOCH) // _SECOND
-
-
-_SECOND: Final = datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC) - _EPOCH
+    return math.floor(ts.timestamp())
 
 
 def attribute_text(value: Any) -> str:
@@ -206,15 +203,12 @@ class Mapper:
 
         truncations = 0
         for k, v in alert.items():
-            if isinstance(v, str):
+            if type(v) is str and len(v) > MAX_ATTRIBUTE:
                 limit = MAX_DESCRIPTION if k == "description" else MAX_ATTRIBUTE
                 if len(v) > limit:
                     alert[k] = v[:limit]
                     truncations += 1
         return MappedAlert(alert=alert, identity=identity_of(alert), truncations=truncations)
-
-
-_IDENTITY_KEYS: Final = ("check", "host", "service", "application", "device")
 
 
 def identity_of(alert: Mapping[str, Any]) -> str:
@@ -223,9 +217,16 @@ def identity_of(alert: Mapping[str, Any]) -> str:
     BigPanda deduplicates on the primary and secondary properties; the keys
     it defaults to, plus ``check``, approximate that well for ordering.
     """
-    parts = [str(alert.get(k, "")) for k in _IDENTITY_KEYS]
-    for key in ("primary_property", "secondary_property"):
-        prop = alert.get(key)
-        if isinstance(prop, str):
-            parts.append(str(alert.get(prop, "")))
-    return "\x1f".join(parts)
+    get = alert.get
+    # Keep the check first: delivery logs read the alert id from here.
+    ident = (
+        f"{get('check', '')}\x1f{get('host', '')}\x1f{get('service', '')}"
+        f"\x1f{get('application', '')}\x1f{get('device', '')}"
+    )
+    primary = get("primary_property")
+    if isinstance(primary, str):
+        ident += f"\x1f{get(primary, '')}"
+    secondary = get("secondary_property")
+    if isinstance(secondary, str):
+        ident += f"\x1f{get(secondary, '')}"
+    return ident

@@ -40,6 +40,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self._ingest_series: dict[str, tuple[Counter, Histogram]] = {}
         # Ingest
         self.events_received = Counter(
             "forwarder_events_received",
@@ -163,6 +164,18 @@ class Metrics:
         )
         self.build_info = Info("forwarder_build", "Build information.", registry=registry)
         self.build_info.info({"version": __version__})
+
+    def ingest_series(self, source: str) -> tuple[Counter, Histogram]:
+        """The received counter and duration histogram of ``source``, looked up once.
+
+        ``labels()`` takes a lock and builds a key on every call; the ingest
+        hot path keeps the children instead.
+        """
+        series = self._ingest_series.get(source)
+        if series is None:
+            series = (self.events_received.labels(source), self.ingest_duration.labels(source))
+            self._ingest_series[source] = series
+        return series
 
     def init_source(self, source: str) -> None:
         """Create the series of a source at zero, so dashboards see 0 rather than nothing."""

@@ -8,7 +8,6 @@ import hmac
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from forwarder.config import AuthConfig
 from forwarder.ingest.errors import IngestError
@@ -43,24 +42,6 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception as exc:
         get_logger().exception("internal_error", path=request.path, error=repr(exc))
         return error_response(500, "internal error; see the forwarder's log")
-
-
-def auth_challenge(authenticator: Callable[[web.Request], Authenticator]) -> Middleware:
-    """Every 401 carries a ``WWW-Authenticate`` challenge (RFC 9110, section 15.5.2).
-
-    Handlers that answer 401 themselves (the ingest views, which count the
-    refusal first) need not remember the header; ``authenticator`` gives the
-    current config's :class:`Authenticator`, so a reload changes the scheme.
-    """
-
-    @web.middleware
-    async def challenge(request: web.Request, handler: Handler) -> web.StreamResponse:
-        response = await handler(request)
-        if response.status == 401 and "WWW-Authenticate" not in response.headers:
-            response.headers["WWW-Authenticate"] = authenticator(request).challenge()
-        return response
-
-    return challenge
 
 
 def _keep_headers(exc: web.HTTPException) -> dict[str, str]:

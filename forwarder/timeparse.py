@@ -12,11 +12,20 @@ _RFC3339 = re.compile(
 )
 
 
+_FAST_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z\Z")
+
+
 def parse_rfc3339(value: str) -> datetime:
     """Parse an RFC 3339 timestamp (nanoseconds allowed, truncated to µs).
 
     Raises ``ValueError`` with a short reason when the text is not one.
     """
+    if _FAST_UTC.match(value):
+        # The shape Kapacitor always sends; fromisoformat is ten times faster.
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass  # e.g. month 13: let the full parser say what is wrong
     m = _RFC3339.match(value)
     if m is None:
         raise ValueError(f"not an RFC 3339 timestamp: {value[:64]!r}")

@@ -51,6 +51,14 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
             raise _too_large(limit)
         if length == 0:
             return b""
+        stream = request.content
+        if stream.is_eof():
+            # Alert bodies usually arrive in the same packet as the headers:
+            # take them without another trip through the event loop.
+            data = stream.read_nowait(-1)
+            if len(data) == length:
+                return data
+            raise IngestError(f"body ended after {len(data)} of {length} bytes", reason="bad_json")
         try:
             return await request.content.readexactly(length)
         except asyncio.IncompleteReadError as exc:
@@ -77,13 +85,16 @@ def _is_utf8(text: str) -> bool:
 _ACCEPTED: dict[int, bytes] = {}
 
 
+_JSON = {"Content-Type": "application/json"}
+
+
 def _accepted(n: int) -> web.Response:
     body = _ACCEPTED.get(n)
     if body is None:
         body = b'{"accepted": %d}' % n
         if len(_ACCEPTED) < 1024:
             _ACCEPTED[n] = body
-    return web.Response(body=body, content_type="application/json")
+    return web.Response(body=body, headers=_JSON)
 
 
 async def _ingest(request: web.Request, source: str, task: str | None) -> web.Response:
@@ -129,11 +140,12 @@ async def _ingest(request: web.Request, source: str, task: str | None) -> web.Re
         headers = exc.headers if isinstance(exc, _Unavailable | _Unauthorized) else None
         return error_response(exc.status, exc.message, headers=headers)
     n = len(processed.events)
-    metrics.events_received.labels(source).inc(n)
+    received, duration = metrics.ingest_series(source)
+    received.inc(n)
     if processed.truncations:
         metrics.attribute_truncations.inc(processed.truncations)
         _log.info("attributes_truncated", count=processed.truncations, source=source)
-    metrics.ingest_duration.labels(source).observe(time.perf_counter() - started)
+    duration.observe(time.perf_counter() - started)
     if _log.is_enabled_for(10):  # DEBUG: one event per request, ids included
         targets = sorted({i.target for i in processed.items})
         _log.debug(
