@@ -287,6 +287,9 @@ class TargetSender:
             alert_ids=[alert_id(e) for e in entries],
             attempt=max(e.attempts for e in entries) + 1,
             status=status,
+            # A log target "delivers" to the log; say so, so nobody mistakes
+            # the 201 for BigPanda's answer.
+            **({"dry_run": True} if isinstance(self.transport, LogTransport) else {}),
         )
 
     async def _retry(
