@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from forwarder.jsonio import kind_of
 from forwarder.model import Level, Source
 from forwarder.timeparse import parse_duration, parse_size
 
@@ -406,17 +407,7 @@ class _Section:
 
 
 def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
+    return kind_of(value, mapping="a mapping")
 
 
 def _str(value: Any, path: str) -> str:

@@ -8,14 +8,13 @@ implementation. Listings never include the app key.
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from forwarder import jsonio
+from forwarder import jsonio, store
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +120,7 @@ def replay(
     """
     now = time.time() if now is None else now
     where, params = _where(ids, target)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with store.transaction(conn):
         cur = conn.execute(
             "INSERT INTO queue (target, app_key, identity, payload, size, ts, created,"
             " attempts, next_attempt, lease_until, last_error)"
@@ -132,13 +130,6 @@ def replay(
         )
         moved = cur.rowcount
         conn.execute(f"DELETE FROM dead_letters {where}", params)
-        conn.execute("COMMIT")
-    except BaseException:
-        # SQLite may already have rolled back (SQLITE_FULL, SQLITE_IOERR); a
-        # failing ROLLBACK must not hide the error that says why.
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        raise
     return moved
 
 

@@ -37,3 +37,23 @@ def dumps_str(obj: Any) -> str:
         return orjson.dumps(obj).decode()
     except orjson.JSONEncodeError as exc:
         raise ValueError(f"cannot encode value as JSON: {exc}") from None
+
+
+def kind_of(value: Any, *, mapping: str = "an object") -> str:
+    """How an error message names a value's type ("a string", "a list", "null", …).
+
+    JSON says "object" where YAML says "mapping", hence ``mapping``.
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return mapping
+    return type(value).__name__

@@ -7,24 +7,20 @@ never a URL, a token or an app key.
 
 from __future__ import annotations
 
+from typing import get_args
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from forwarder import __version__
+from forwarder.ingest.errors import RejectReason
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
 _REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _INGEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 _BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
-REJECT_REASONS = (
-    "bad_json",
-    "bad_shape",
-    "too_large",
-    "unauthorized",
-    "queue_full",
-    "queue_unavailable",
-    "template_error",
-)
+# The labels of forwarder_events_rejected_total, from the one definition in ingest.errors.
+REJECT_REASONS: tuple[str, ...] = get_args(RejectReason)
 FAILURE_REASONS = (
     "clientError",
     "serverError",

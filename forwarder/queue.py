@@ -355,17 +355,8 @@ class SQLiteQueue:
 
     def _delete_sync(self, entries: Sequence[Entry]) -> None:
         ids = [e.id for e in entries]
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with store.transaction(self.conn):
             deleted = self._delete_rows(ids)
-            conn.execute("COMMIT")
-        except BaseException:
-            # SQLite may already have rolled back (SQLITE_FULL, SQLITE_IOERR); a
-            # failing ROLLBACK must not hide the error that says why.
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
         self._account_removed(deleted)
 
     def _delete_rows(self, ids: Sequence[int]) -> list[tuple[str, int]]:
@@ -428,9 +419,7 @@ class SQLiteQueue:
         error: str | None,
     ) -> None:
         now = self._clock()
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with store.transaction(self.conn) as conn:
             conn.executemany(
                 "INSERT INTO dead_letters (target, app_key, identity, payload, size, ts, created,"
                 " attempts, reason, status, response, last_error, failed_at)"
@@ -455,13 +444,6 @@ class SQLiteQueue:
                 ],
             )
             deleted = self._delete_rows([e.id for e in entries])
-            conn.execute("COMMIT")
-        except BaseException:
-            # SQLite may already have rolled back (SQLITE_FULL, SQLITE_IOERR); a
-            # failing ROLLBACK must not hide the error that says why.
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
         self._account_removed(deleted)
 
     # ----------------------------------------------------------------- inspection

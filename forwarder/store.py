@@ -14,7 +14,9 @@ acknowledged commit survives:
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
@@ -52,6 +54,23 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 CREATE INDEX IF NOT EXISTS dead_letters_target ON dead_letters (target, id);
 """
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any error.
+
+    SQLite may already have rolled back by itself (SQLITE_FULL, SQLITE_IOERR);
+    a failing ROLLBACK then must not hide the error that says why.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
 
 
 def connect(path: Path, *, synchronous: str = "full", create: bool = True) -> sqlite3.Connection:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from forwarder.ingest.errors import IngestError
-from forwarder.ingest.kapacitor import _kind, _time
+from forwarder.ingest.kapacitor import _kind, _opt_str, _time
 from forwarder.model import Event, Level, Source
 
 # InfluxDB's check levels; anything else ("unknown", or a future level) becomes
@@ -44,24 +44,15 @@ def parse_influxdb(body: Any) -> list[Event]:
     return [
         Event(
             source=Source.INFLUXDB,
-            id=_text(body, "_check_name"),
-            message=_text(body, "_message"),
+            id=_opt_str(body, "_check_name"),
+            message=_opt_str(body, "_message"),
             details="",
             level=level,
             time=time,
-            name=_text(body, "_source_measurement"),
-            task=_text(body, "_notification_rule_name"),
+            name=_opt_str(body, "_source_measurement"),
+            task=_opt_str(body, "_notification_rule_name"),
             tags=tags,
             fields=fields,
             raw=body,
         )
     ]
-
-
-def _text(body: dict[str, Any], key: str) -> str:
-    value = body.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise IngestError(f"{key}: must be a string, got {_kind(value)}")
-    return value
