@@ -23,7 +23,6 @@ from forwarder.queue import SQLiteQueue
 from forwarder.routes import setup_routes
 from forwarder.state import (
     DELIVERER,
-    DRY_RUN,
     METRICS,
     QUEUE,
     RELOADER,
@@ -42,10 +41,9 @@ def create_app(
 ) -> web.Application:
     """Build the forwarder app for ``config``.
 
-    ``dry_run`` logs batches instead of sending them; it is forced on when
-    the config's BigPanda targets have no credentials.
+    ``dry_run`` (``--dry-run``) logs batches instead of sending them; without
+    it, dry-run still applies while the BigPanda targets have no credentials.
     """
-    dry_run = dry_run or bool(config.unconfigured_targets)
     app = web.Application(
         middlewares=[errors],
         client_max_size=config.server.max_body_bytes,
@@ -55,9 +53,8 @@ def create_app(
     app[METRICS] = metrics
     app[QUEUE] = queue
     app[RUNTIME] = RuntimeHolder(build_runtime(config))
-    app[DELIVERER] = Deliverer(queue, metrics, dry_run=dry_run)
+    app[DELIVERER] = Deliverer(queue, metrics, force_dry_run=dry_run)
     app[RELOADER] = Reloader(app, config.source_path)
-    app[DRY_RUN] = dry_run
     for source in ("kapacitor", "influxdb"):
         metrics.init_source(source)
     metrics.config_loaded(config.digest, time.time())
@@ -78,15 +75,7 @@ async def _queue_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _delivery_ctx(app: web.Application) -> AsyncIterator[None]:
-    config = app[RUNTIME].current.config
     deliverer = app[DELIVERER]
-    if app[DRY_RUN]:
-        logs.get_logger().warning(
-            "dry_run",
-            message="DRY-RUN: alerts are queued and written to this log, not sent to BigPanda",
-            unconfigured_targets=config.unconfigured_targets,
-            hint="set BIGPANDA_TOKEN and BIGPANDA_APP_KEY (or the target's token and app_key)",
-        )
-    deliverer.start(config)
+    deliverer.start(app[RUNTIME].current.config)
     yield
     await deliverer.stop(app[RUNTIME].current.config.server.shutdown_timeout)

@@ -397,10 +397,11 @@ def _describe(exc: BaseException) -> str:
 class Deliverer:
     """Owns one :class:`TargetSender` per configured target; rebuilt on reload."""
 
-    def __init__(self, queue: SQLiteQueue, metrics: Metrics, *, dry_run: bool) -> None:
+    def __init__(self, queue: SQLiteQueue, metrics: Metrics, *, force_dry_run: bool) -> None:
         self.queue = queue
         self.metrics = metrics
-        self.dry_run = dry_run
+        self.force_dry_run = force_dry_run
+        self.dry_run = force_dry_run
         self.senders: dict[str, TargetSender] = {}
         self._log = get_logger()
 
@@ -410,7 +411,20 @@ class Deliverer:
         return HTTPTransport(cfg)
 
     def start(self, config: Config, *, rng: random.Random | None = None) -> None:
-        """Start a sender for every target of ``config``."""
+        """Start a sender for every target of ``config``.
+
+        Dry-run is decided here, on every (re)load: ``--dry-run``, or BigPanda
+        targets without credentials. A reload that adds the credentials starts
+        sending; one that removes them goes back to logging.
+        """
+        self.dry_run = self.force_dry_run or bool(config.unconfigured_targets)
+        if self.dry_run:
+            self._log.warning(
+                "dry_run",
+                message="DRY-RUN: alerts are queued and written to this log, not sent to BigPanda",
+                unconfigured_targets=config.unconfigured_targets,
+                hint="set BIGPANDA_TOKEN and BIGPANDA_APP_KEY (or the target's token and app_key)",
+            )
         for name, tcfg in config.targets.items():
             sender = TargetSender(
                 tcfg,

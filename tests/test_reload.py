@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from forwarder.app import create_app
 from forwarder.config import load_config
-from tests.conftest import Daemon, example, target_config, write_config
+from tests.conftest import APP_KEY, TOKEN, Daemon, example, target_config, write_config
 from tests.fakes.bigpanda import FakeBigPanda, FaultPlan
 
 Client = TestClient[web.Request, web.Application]
@@ -339,3 +339,31 @@ async def test_post_reload_refuses_a_bad_config_with_400_json(
     assert (await client.post("/kapacitor", data=alert("old-still"))).status == 200
     await fake.wait_for(delivered("old-still"), timeout=10)
     assert env_of(fake, "old-still") == "one"
+
+
+async def test_reload_that_adds_credentials_leaves_dry_run(
+    run_daemon: Callable[[str], Awaitable[Running]], fake_bigpanda: FakeBigPanda
+) -> None:
+    """A daemon started without BigPanda credentials logs alerts (dry-run); after a reload
+    that adds them it sends to BigPanda, and the log says which mode each batch took."""
+    fake = fake_bigpanda
+    with_creds = config_with(fake.alerts_url, "one")
+    without = with_creds.replace(f"    token: {TOKEN}\n", "").replace(
+        f"    app_key: {APP_KEY}\n", ""
+    )
+    assert "token:" not in without
+    run = await run_daemon(without)
+    await run.ingest(alert("while-dry"))
+    dry = await run.log_until("dry_run_batch", 1)
+    assert dry[0]["alerts"][0]["check"] == "while-dry"
+    assert (await run.log_until("delivered", 1))[0]["dry_run"] is True
+
+    run.rewrite(with_creds)
+    run.hup()
+    await run.log_until("config_reloaded", 1)
+    await run.ingest(alert("after-creds"))
+    await fake.wait_for(delivered("after-creds"), timeout=10)
+    assert "while-dry" not in fake.checks()  # logged in dry-run, never sent
+    sent = [e for e in await run.log_until("delivered", 2) if "dry_run" not in e]
+    assert [e["alert_id"] for e in sent] == ["after-creds"]
+    assert run.daemon.terminate() == 0
