@@ -35,8 +35,9 @@ EXIT_USAGE = 2
 
 
 def _config_path(args: argparse.Namespace) -> Path:
-    if args.config:
-        return Path(args.config)
+    given = getattr(args, "config", None)
+    if given:
+        return Path(given)
     env = os.environ.get("FORWARDER_CONFIG")
     return Path(env) if env else DEFAULT_CONFIG_PATH
 
@@ -353,10 +354,13 @@ _DLQ = {"list": _dlq_list, "show": _dlq_show, "replay": _dlq_replay, "purge": _d
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (every subcommand takes ``--config``)."""
     common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a subcommand's parser must not reset a --config given before it
+    # (argparse copies each subparser's defaults over the namespace).
     common.add_argument(
         "--config",
         "-c",
         metavar="FILE",
+        default=argparse.SUPPRESS,
         help="config file (default: $FORWARDER_CONFIG, then config/forwarder.yaml)",
     )
     parser = argparse.ArgumentParser(
@@ -414,3 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `forwarder dlq list | head`: the reader left; say nothing more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK

@@ -149,6 +149,23 @@ def test_config_path_comes_from_forwarder_config(tmp_path: Path) -> None:
     assert result.stdout.startswith(f"config OK: {path}")
 
 
+@pytest.mark.parametrize("before", [True, False], ids=["before-subcommand", "after-subcommand"])
+def test_config_flag_is_honoured_before_or_after_the_subcommand(
+    tmp_path: Path, before: bool
+) -> None:
+    """``--config F`` is read whether it stands before or after the subcommand."""
+    path = tmp_path / "given.yaml"
+    path.write_text("targets:\n  bigpanda:\n    kind: log\n")
+    flag = ["--config", str(path)]
+    cmd = ["check-config"]
+    args = [sys.executable, "-m", "forwarder", *(flag + cmd if before else cmd + flag)]
+    result = subprocess.run(
+        args, capture_output=True, text=True, env={}, cwd=str(REPO), timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"config OK: {path}")
+
+
 def test_shipped_config_with_credentials_sends_and_hides_them() -> None:
     """With the BigPanda variables set the shipped config leaves dry-run and prints no secret."""
     env = {
