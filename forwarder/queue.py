@@ -453,19 +453,27 @@ class SQLiteQueue:
         return self._count, self._bytes, dict(self._per_target)
 
     async def stats(self) -> dict[str, TargetStats]:
-        """Per-target queue depth, oldest age and dead letters, read from disk."""
+        """Per-target queue depth, oldest age and dead letters (for each scrape).
+
+        Cheap at any queue size, because it runs on the thread that commits
+        ingests: depths come from the counters (kept exact on every write, and
+        recounted when rows from another process show up), and the oldest
+        alert of a target is its first row by id (``created`` grows with the
+        id; a replay gets a new id and a new ``created``), one index lookup.
+        """
         return await self._run(self._stats_sync)
 
     def _stats_sync(self) -> dict[str, TargetStats]:
-        self._recount_sync()
+        if self._highest_id() != self._counted_upto:
+            self._recount_sync()  # another process (``dlq replay``) added rows
         now = self._clock()
-        oldest = dict(
-            self.conn.execute("SELECT target, MIN(created) FROM queue GROUP BY target").fetchall()
-        )
         dead = deadletters.counts(self.conn)
         out: dict[str, TargetStats] = {}
         for target in set(self._per_target) | set(dead):
-            first = oldest.get(target)
+            row = self.conn.execute(
+                "SELECT created FROM queue WHERE target=? ORDER BY id LIMIT 1", (target,)
+            ).fetchone()
+            first = row[0] if row else None
             out[target] = TargetStats(
                 events=self._per_target.get(target, 0),
                 oldest_age=max(0.0, now - first) if first is not None else 0.0,
@@ -485,16 +493,19 @@ class SQLiteQueue:
             ):
                 per_target[target] = count
                 total_bytes += size
-            self._counted_upto = int(
-                conn.execute(
-                    "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name='queue'), 0)"
-                ).fetchone()[0]
-            )
+            self._counted_upto = self._highest_id()
         finally:
             conn.execute("COMMIT")
         self._per_target = per_target
         self._count = sum(per_target.values())
         self._bytes = total_bytes
+
+    def _highest_id(self) -> int:
+        """The largest queue id ever handed out (AUTOINCREMENT's high-water mark)."""
+        row = self.conn.execute(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name='queue'), 0)"
+        ).fetchone()
+        return int(row[0])
 
     async def call(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         """Run ``fn(conn, *args, **kwargs)`` on the queue thread (admin operations)."""

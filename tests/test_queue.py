@@ -640,6 +640,35 @@ async def test_rows_replayed_by_another_process_count_against_capacity(
     assert rows(tmp_path / "queue.db") == 3
 
 
+async def test_stats_see_rows_replayed_by_another_process_without_a_write(
+    open_queue: QueueFactory, tmp_path: Path
+) -> None:
+    """A scrape reports alerts the CLI re-queued even when nothing was ingested or leased since."""
+    q = await open_queue()
+    await q.put([item("a"), item("b"), item("c")])
+    await dead_letter_all(q)
+    assert (await q.stats())[TARGET].events == 0
+    replay_from_another_process(tmp_path / "queue.db")
+    stats = await q.stats()
+    assert stats[TARGET].events == 3
+    assert stats[TARGET].dead_letters == 0
+    assert q.sizes()[0] == 3
+
+
+async def test_oldest_age_is_the_age_of_the_first_queued_alert(open_queue: QueueFactory) -> None:
+    """``oldest_age`` counts from the oldest alert still queued, and moves on when it is acked."""
+    clock = FakeClock()
+    q = await open_queue(clock=clock)
+    await q.put([item("first")])
+    clock.advance(30)
+    await q.put([item("second")])
+    clock.advance(10)
+    assert (await q.stats())[TARGET].oldest_age == pytest.approx(40)
+    entries, _ = await lease(q)
+    await q.ack([e for e in entries if checks([e]) == ["first"]])
+    assert (await q.stats())[TARGET].oldest_age == pytest.approx(10)
+
+
 async def test_purge_by_id_and_by_age(open_queue: QueueFactory) -> None:
     """Purge deletes the given ids, or dead letters that failed longer ago than the given age."""
     clock = FakeClock()
