@@ -33,7 +33,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except IngestError as exc:
-        return error_response(exc.status, exc.message)
+        return error_response(exc.status, exc.message, headers=exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -27,8 +27,10 @@ def _authorize(request: web.Request) -> None:
         return
     auth = request.app[RUNTIME].current.auth
     if not auth.allowed(request.headers.get("Authorization")):
-        raise web.HTTPUnauthorized(
-            text="missing or wrong credentials (see server.auth in the config)",
+        raise IngestError(
+            "missing or wrong credentials (see server.auth in the config)",
+            reason="unauthorized",
+            status=401,
             headers={"WWW-Authenticate": auth.challenge()},
         )
 
@@ -102,10 +104,7 @@ async def _ingest(request: web.Request, source: str, task: str | None) -> web.Re
     runtime = request.app[RUNTIME].current
     metrics = request.app[METRICS]
     try:
-        try:
-            _authorize(request)
-        except web.HTTPUnauthorized as exc:
-            raise _Unauthorized(exc.headers.get("WWW-Authenticate", "")) from None
+        _authorize(request)
         body = await _read_body(request, runtime.config.server.max_body_bytes)
         if not body.strip():
             raise IngestError("empty body; expected a JSON object", reason="bad_json")
@@ -137,8 +136,7 @@ async def _ingest(request: web.Request, source: str, task: str | None) -> web.Re
             reason=exc.reason,
             error=exc.message[:300],
         )
-        headers = exc.headers if isinstance(exc, _Unavailable | _Unauthorized) else None
-        return error_response(exc.status, exc.message, headers=headers)
+        return error_response(exc.status, exc.message, headers=exc.headers)
     n = len(processed.events)
     received, duration = metrics.ingest_series(source)
     received.inc(n)
@@ -161,24 +159,13 @@ async def _ingest(request: web.Request, source: str, task: str | None) -> web.Re
     return _accepted(n)
 
 
-class _Unavailable(IngestError):
-    def __init__(self, message: str, reason: Any, retry_after: int) -> None:
-        super().__init__(message, reason=reason, status=503)
-        self.headers = {"Retry-After": str(retry_after)}
-
-
-class _Unauthorized(IngestError):
-    def __init__(self, challenge: str) -> None:
-        super().__init__(
-            "missing or wrong credentials (see server.auth in the config)",
-            reason="unauthorized",
-            status=401,
-        )
-        self.headers = {"WWW-Authenticate": challenge}
-
-
-def _unavailable(exc: Exception, reason: Any, retry_after: int) -> _Unavailable:
-    return _Unavailable(f"{exc}; retry later", reason, retry_after)
+def _unavailable(exc: Exception, reason: Any, retry_after: int) -> IngestError:
+    return IngestError(
+        f"{exc}; retry later",
+        reason=reason,
+        status=503,
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 async def ingest_kapacitor(request: web.Request) -> web.Response:
