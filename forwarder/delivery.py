@@ -438,9 +438,9 @@ class Deliverer:
             )
             self.senders[name] = sender
             sender.start()
-        orphans = set(self.queue.sizes()[2]) - set(config.targets)
-        for name in sorted(orphans):
-            count = self.queue.sizes()[2].get(name, 0)
+        per_target = self.queue.sizes()[2]
+        for name in sorted(set(per_target) - set(config.targets)):
+            count = per_target[name]
             if count:
                 self._log.warning(
                     "queued_for_unknown_target",

@@ -648,8 +648,11 @@ async def test_retry_after_holds_the_target_back(
     """A 429's Retry-After (seconds or HTTP date) delays the next request at least that long."""
     if form == "seconds":
         retry_after, at_least = "1", 1.0
-    else:  # an HTTP date has whole seconds: two seconds ahead is more than one away
-        retry_after = format_datetime(datetime.now(UTC) + timedelta(seconds=2), usegmt=True)
+    else:
+        # An HTTP date has whole seconds: round up, so the date is at least two
+        # seconds ahead when sent and well over one when the daemon reads it.
+        ahead = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+        retry_after = format_datetime(ahead, usegmt=True)
         at_least = 1.0
     server = await scripted([429], {"Retry-After": retry_after})
     client = await make_client(config_text(server.url, retry={"initial": "10ms", "max": "50ms"}))
