@@ -6,6 +6,7 @@ and cleans up after itself; nothing is patched.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -151,6 +152,26 @@ async def fake_bigpanda() -> AsyncIterator[FakeBigPanda]:
     await fake.start()
     yield fake
     await fake.stop()
+
+
+async def forwarder_cli(config: Path, *args: str) -> tuple[int, str]:
+    """Run ``forwarder ARGS --config CONFIG`` as a subprocess, without blocking the event loop.
+
+    Returns the exit code and stdout and stderr together.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "forwarder",
+        *args,
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=str(config.parent),
+    )
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode()
 
 
 def free_port() -> int:

@@ -8,11 +8,9 @@ attempts, age and check, and never a secret.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import sqlite3
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,15 @@ import pytest
 from forwarder.config import QueueConfig
 from forwarder.pipeline import Pipeline
 from forwarder.queue import Outgoing, SQLiteQueue
-from tests.conftest import APP_KEY, TOKEN, example, make_config, target_config, write_config
+from tests.conftest import (
+    APP_KEY,
+    TOKEN,
+    example,
+    forwarder_cli,
+    make_config,
+    target_config,
+    write_config,
+)
 
 DAY = 86400.0
 
@@ -86,23 +92,10 @@ async def dlq_config(tmp_path: Path) -> Path:
 
 async def dlq(config: Path, *args: str) -> tuple[int, str]:
     """Run ``forwarder dlq ARGS --config CONFIG``; return the exit code and all output."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "forwarder",
-        "dlq",
-        *args,
-        "--config",
-        str(config),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        cwd=str(config.parent),
-    )
-    out, _ = await proc.communicate()
-    text = out.decode()
+    code, text = await forwarder_cli(config, "dlq", *args)
     assert TOKEN not in text
     assert APP_KEY not in text
-    return proc.returncode or 0, text
+    return code, text
 
 
 def table(out: str) -> list[list[str]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
 from forwarder.state import QUEUE
-from tests.conftest import APP_KEY, TOKEN, example, target_config, write_config
+from tests.conftest import APP_KEY, TOKEN, example, forwarder_cli, target_config, write_config
 from tests.fakes.bigpanda import OIM_PATH, FakeBigPanda, FaultPlan
 
 Client = TestClient[web.Request, web.Application]
@@ -145,23 +144,6 @@ def first_copies(fake: FakeBigPanda) -> list[str]:
             seen.add(check)
             out.append(check)
     return out
-
-
-async def forwarder_cli(config: Path, *args: str) -> tuple[int, str]:
-    """Run ``forwarder ARGS --config CONFIG`` as a subprocess, without blocking the event loop."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "forwarder",
-        *args,
-        "--config",
-        str(config),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        cwd=str(config.parent),
-    )
-    out, _ = await proc.communicate()
-    return proc.returncode or 0, out.decode()
 
 
 # --------------------------------------------------------------------------- 1. faults
