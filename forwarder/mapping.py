@@ -49,7 +49,7 @@ class RenderError(Exception):
         self.key_path = key_path
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per alert on the ingest hot path
 class MappedAlert:
     """A BigPanda alert object (without ``app_key``) and facts about how it was built."""
 
@@ -85,7 +85,10 @@ class _Compiled:
     def __init__(self, env: jinja2.Environment, cfg: MappingConfig, path: str) -> None:
         self.cfg = cfg
         self.path = path
+        # Keyed by level name; Level is a StrEnum, so a Level member finds its entry.
         self.status = dict(cfg.status)
+        self.primary_property = cfg.primary_property
+        self.secondary_property = cfg.secondary_property
         self.auto_tags = "tags" in cfg.auto_attributes
         self.auto_fields = "fields" in cfg.auto_attributes
         self.host = self._compile(env, cfg.host, f"{path}.host")
@@ -174,8 +177,8 @@ class Mapper:
         check = _render(c.check, ctx, f"{c.path}.check") if c.check else event.id
         if check:
             alert["check"] = check
-        alert["status"] = c.status.get(event.level.value, "critical")
-        alert["timestamp"] = unix_seconds(event.time)
+        alert["status"] = c.status.get(event.level, "critical")
+        alert["timestamp"] = math.floor(event.time.timestamp())  # unix_seconds, inlined
         alert["task"] = f"{event.task}:{event.name}"
 
         if c.auto_tags:
@@ -190,16 +193,16 @@ class Mapper:
             host = _render(c.host, ctx, f"{c.path}.host")
             if host:
                 alert["host"] = host
-        for name, tpl in c.attributes:
+        for name, tpl in c.attributes:  # empty unless templates are configured
             if name == "app_key":
                 continue
             value = _render(tpl, ctx, f"{c.path}.attributes.{name}")
             if value:
                 alert[name] = value
-        if c.cfg.primary_property:
-            alert["primary_property"] = c.cfg.primary_property
-        if c.cfg.secondary_property:
-            alert["secondary_property"] = c.cfg.secondary_property
+        if c.primary_property:
+            alert["primary_property"] = c.primary_property
+        if c.secondary_property:
+            alert["secondary_property"] = c.secondary_property
 
         truncations = 0
         for k, v in alert.items():

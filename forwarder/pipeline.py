@@ -15,7 +15,7 @@ from forwarder.queue import Outgoing
 from forwarder.routing import route
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per request on the ingest hot path
 class Processed:
     """What one ingest request turns into."""
 
@@ -30,6 +30,9 @@ class Pipeline:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.mapper = Mapper(iter_route_mappings(config))
+        # With only the default route there is nothing to decide per event.
+        only = config.routes[0] if len(config.routes) == 1 else None
+        self._only_route = only if only is not None and only.match is None else None
 
     def parse(self, source: str, body: Any, *, task: str | None = None) -> list[Event]:
         """Normalise a decoded body from ``source`` (``kapacitor`` or ``influxdb``)."""
@@ -41,8 +44,9 @@ class Pipeline:
         """Route and map every event; a template failure refuses the whole request."""
         items: list[Outgoing] = []
         truncations = 0
+        only = self._only_route
         for i, event in enumerate(events):
-            r = route(self.config.routes, event)
+            r = only if only is not None else route(self.config.routes, event)
             try:
                 mapped = self.mapper.map(event, r.mapping)
             except RenderError as exc:
@@ -61,7 +65,11 @@ class Pipeline:
                     timestamp=int(mapped.alert["timestamp"]),
                 )
             )
-        return Processed(events=list(events), items=items, truncations=truncations)
+        return Processed(
+            events=events if isinstance(events, list) else list(events),
+            items=items,
+            truncations=truncations,
+        )
 
     def render(self, source: str, body: Any, *, task: str | None = None) -> list[dict[str, Any]]:
         """The alert objects an event would produce, ``app_key`` included but redacted.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -13,7 +14,9 @@ from forwarder import deadletters, jsonio
 from forwarder.config import ConfigError
 from forwarder.ingest.errors import IngestError
 from forwarder.logs import get_logger, redactor
-from forwarder.middleware import PUBLIC_PATHS, error_response
+from forwarder.metrics import Metrics
+from forwarder.middleware import PUBLIC_PATHS, Authenticator, error_response
+from forwarder.pipeline import Pipeline, Processed
 from forwarder.queue import QueueFull, QueueUnavailable
 from forwarder.state import DELIVERER, METRICS, QUEUE, RELOADER, RUNTIME
 from forwarder.timeparse import parse_duration
@@ -21,11 +24,15 @@ from forwarder.timeparse import parse_duration
 _log = get_logger()
 
 
-def _authorize(request: web.Request) -> None:
-    """Refuse with 401 unless the request carries valid credentials (when auth is on)."""
-    if request.path in PUBLIC_PATHS:
+def _authorize(request: web.Request, auth: Authenticator | None = None) -> None:
+    """Refuse with 401 unless the request carries valid credentials (when auth is on).
+
+    ``auth`` is the current runtime's, when the caller has it at hand.
+    """
+    if auth is None:
+        auth = request.app[RUNTIME].current.auth
+    if auth.cfg is None or request.path in PUBLIC_PATHS:
         return
-    auth = request.app[RUNTIME].current.auth
     if not auth.allowed(request.headers.get("Authorization")):
         raise IngestError(
             "missing or wrong credentials (see server.auth in the config)",
@@ -41,26 +48,38 @@ def _too_large(limit: int) -> IngestError:
     )
 
 
+def _body_if_complete(request: web.Request, limit: int) -> bytes | None:
+    """The whole body if it has already arrived, without a trip through the event loop.
+
+    Alert bodies usually arrive in the same packet as the headers. None means
+    "read it with :func:`_read_body`"; a declared length over ``limit`` is
+    refused with 413 before anything is read.
+    """
+    length = request.content_length
+    if length is None:
+        return None
+    if length > limit:
+        raise _too_large(limit)
+    if length == 0:
+        return b""
+    stream = request.content
+    if not stream.is_eof():
+        return None
+    data = stream.read_nowait(-1)
+    if len(data) != length:
+        raise IngestError(f"body ended after {len(data)} of {length} bytes", reason="bad_json")
+    return data
+
+
 async def _read_body(request: web.Request, limit: int) -> bytes:
     """The whole body, refusing with 413 as soon as it exceeds ``limit`` bytes.
 
-    A declared length over the limit is refused before reading anything; a
-    chunked body is refused as soon as what arrived passes the limit.
+    A chunked body is refused as soon as what arrived passes the limit.
     """
     length = request.content_length
     if length is not None:
         if length > limit:
             raise _too_large(limit)
-        if length == 0:
-            return b""
-        stream = request.content
-        if stream.is_eof():
-            # Alert bodies usually arrive in the same packet as the headers:
-            # take them without another trip through the event loop.
-            data = stream.read_nowait(-1)
-            if len(data) == length:
-                return data
-            raise IngestError(f"body ended after {len(data)} of {length} bytes", reason="bad_json")
         try:
             return await request.content.readexactly(length)
         except asyncio.IncompleteReadError as exc:
@@ -99,51 +118,57 @@ def _accepted(n: int) -> web.Response:
     return web.Response(body=body, headers=_JSON)
 
 
-async def _ingest(request: web.Request, source: str, task: str | None) -> web.Response:
-    started = time.perf_counter()
-    runtime = request.app[RUNTIME].current
-    metrics = request.app[METRICS]
+def _kapacitor_task(request: web.Request) -> str | None:
+    """The task name given outside the body: path, then ``?task=``, then the header."""
+    return (
+        request.match_info.get("task")
+        # Most requests have no query string; skip building the query mapping then.
+        or (request.query.get("task") if request.query_string else None)
+        or request.headers.get("X-Kapacitor-Task")
+        or None
+    )
+
+
+def _no_task(request: web.Request) -> None:
+    return None
+
+
+def _process(pipeline: Pipeline, source: str, body: bytes, task: str | None) -> Processed:
+    """Decode, parse, route and map one request body (everything but the commit)."""
+    if not body.strip():
+        raise IngestError("empty body; expected a JSON object", reason="bad_json")
     try:
-        _authorize(request)
-        body = await _read_body(request, runtime.config.server.max_body_bytes)
-        if not body.strip():
-            raise IngestError("empty body; expected a JSON object", reason="bad_json")
-        try:
-            doc = jsonio.loads(body)
-        except ValueError as exc:
-            raise IngestError(f"invalid JSON: {exc}", reason="bad_json") from None
-        if task is not None and not _is_utf8(task):
-            # aiohttp decodes header bytes with surrogateescape; such a name
-            # cannot be sent on as JSON.
-            raise IngestError("task name (path, ?task= or X-Kapacitor-Task) is not valid UTF-8")
-        pipeline = runtime.pipeline
-        try:
-            processed = pipeline.map_events(pipeline.parse(source, doc, task=task))
-        except RecursionError:  # defence in depth: orjson already caps nesting at 1024
-            raise IngestError("body nested too deeply", reason="bad_json") from None
-        try:
-            await request.app[QUEUE].put(processed.items)
-        except QueueFull as exc:
-            raise _unavailable(exc, "queue_full", exc.retry_after) from None
-        except QueueUnavailable as exc:
-            raise _unavailable(exc, "queue_unavailable", exc.retry_after) from None
-    except IngestError as exc:
-        metrics.events_rejected.labels(source, exc.reason).inc()
-        _log.info(
-            "ingest_rejected",
-            source=source,
-            status=exc.status,
-            reason=exc.reason,
-            error=exc.message[:300],
-        )
-        return error_response(exc.status, exc.message, headers=exc.headers)
-    n = len(processed.events)
-    received, duration = metrics.ingest_series(source)
-    received.inc(n)
+        doc = jsonio.loads(body)
+    except ValueError as exc:
+        raise IngestError(f"invalid JSON: {exc}", reason="bad_json") from None
+    if task is not None and not _is_utf8(task):
+        # aiohttp decodes header bytes with surrogateescape; such a name
+        # cannot be sent on as JSON.
+        raise IngestError("task name (path, ?task= or X-Kapacitor-Task) is not valid UTF-8")
+    try:
+        return pipeline.map_events(pipeline.parse(source, doc, task=task))
+    except RecursionError:  # defence in depth: orjson already caps nesting at 1024
+        raise IngestError("body nested too deeply", reason="bad_json") from None
+
+
+def _rejected(metrics: Metrics, source: str, exc: IngestError) -> web.Response:
+    metrics.events_rejected.labels(source, exc.reason).inc()
+    _log.info(
+        "ingest_rejected",
+        source=source,
+        status=exc.status,
+        reason=exc.reason,
+        error=exc.message[:300],
+    )
+    return error_response(exc.status, exc.message, headers=exc.headers)
+
+
+def _accounted(metrics: Metrics, source: str, processed: Processed, started: float) -> None:
+    """Metrics and the debug log line of an accepted request."""
     if processed.truncations:
         metrics.attribute_truncations.inc(processed.truncations)
         _log.info("attributes_truncated", count=processed.truncations, source=source)
-    duration.observe(time.perf_counter() - started)
+    metrics.ingest.record(source, len(processed.events), time.perf_counter() - started)
     if _log.is_enabled_for(10):  # DEBUG: one event per request, ids included
         targets = sorted({i.target for i in processed.items})
         _log.debug(
@@ -156,7 +181,45 @@ async def _ingest(request: web.Request, source: str, task: str | None) -> web.Re
             attempt=0,
             status=200,
         )
-    return _accepted(n)
+
+
+def _ingest_handler(
+    source: str, task_of: Callable[[web.Request], str | None], doc: str
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The handler of one ingest endpoint.
+
+    Everything that can run without waiting is plain function calls; the
+    handler itself is the only coroutine between aiohttp and the queue's
+    commit future, because every coroutine level is paid twice per request
+    (suspending for the commit, and resuming after it).
+    """
+
+    async def handler(request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        app = request.app
+        runtime = app[RUNTIME].current
+        metrics = app[METRICS]
+        try:
+            _authorize(request, runtime.auth)
+            limit = runtime.config.server.max_body_bytes
+            body = _body_if_complete(request, limit)
+            if body is None:
+                body = await _read_body(request, limit)
+            processed = _process(runtime.pipeline, source, body, task_of(request))
+            try:
+                await app[QUEUE].put(processed.items)
+            except QueueFull as exc:
+                raise _unavailable(exc, "queue_full", exc.retry_after) from None
+            except QueueUnavailable as exc:
+                raise _unavailable(exc, "queue_unavailable", exc.retry_after) from None
+        except IngestError as exc:
+            return _rejected(metrics, source, exc)
+        _accounted(metrics, source, processed, started)
+        return _accepted(len(processed.events))
+
+    handler.__name__ = handler.__qualname__ = f"ingest_{source}"
+    handler.__doc__ = doc
+    return handler
 
 
 def _unavailable(exc: Exception, reason: Any, retry_after: int) -> IngestError:
@@ -168,20 +231,14 @@ def _unavailable(exc: Exception, reason: Any, retry_after: int) -> IngestError:
     )
 
 
-async def ingest_kapacitor(request: web.Request) -> web.Response:
-    """``POST /kapacitor[/{task}]``: Kapacitor alert-handler JSON or ``httpPost`` rows."""
-    task = (
-        request.match_info.get("task")
-        or request.query.get("task")
-        or request.headers.get("X-Kapacitor-Task")
-        or None
-    )
-    return await _ingest(request, "kapacitor", task)
-
-
-async def ingest_influxdb(request: web.Request) -> web.Response:
-    """``POST /influxdb``: one InfluxDB 2.x notification row."""
-    return await _ingest(request, "influxdb", None)
+ingest_kapacitor = _ingest_handler(
+    "kapacitor",
+    _kapacitor_task,
+    "``POST /kapacitor[/{task}]``: Kapacitor alert-handler JSON or ``httpPost`` rows.",
+)
+ingest_influxdb = _ingest_handler(
+    "influxdb", _no_task, "``POST /influxdb``: one InfluxDB 2.x notification row."
+)
 
 
 async def healthy(request: web.Request) -> web.Response:

@@ -234,6 +234,32 @@ async def test_concurrent_puts_share_transactions(open_queue: QueueFactory, tmp_
     assert rows(tmp_path / "queue.db") == 200
 
 
+async def test_a_commit_larger_than_sqlites_variable_limit_is_split_but_atomic(
+    open_queue: QueueFactory, tmp_path: Path
+) -> None:
+    """Old SQLite builds allow 999 bound values; a big group commit still lands whole and exact."""
+    q = await open_queue(cls=CountingQueue)
+    assert isinstance(q, CountingQueue)
+
+    def lower_limit(conn: sqlite3.Connection) -> None:
+        conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+
+    await q.call(lower_limit)
+    batch = [item(f"c{i}", ts=2000 + i, size=i % 7) for i in range(450)]
+    await q.put(batch)
+    assert q.commits == [450]  # one transaction, in three statements of up to 199 rows
+    with sqlite3.connect(tmp_path / "queue.db") as conn:
+        got = conn.execute(
+            "SELECT target, app_key, identity, payload, size, ts, created = next_attempt"
+            " FROM queue ORDER BY id"
+        ).fetchall()
+    assert got == [
+        (i.target, i.app_key, i.identity, i.payload, len(i.payload), i.timestamp, 1) for i in batch
+    ]
+    count, size, per_target = q.sizes()
+    assert (count, size, per_target) == (450, sum(len(i.payload) for i in batch), {TARGET: 450})
+
+
 async def test_a_lone_put_commits_at_once(open_queue: QueueFactory) -> None:
     """An idle queue commits a single alert in its own transaction, without waiting for company."""
     q = await open_queue(cls=CountingQueue)

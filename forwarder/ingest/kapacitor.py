@@ -44,6 +44,116 @@ def parse_kapacitor(
 
 def parse_alert(body: dict[str, Any], *, task: str | None = None) -> Event:
     """One Kapacitor alert-handler event (``.post()`` or a ``kind: post`` topic handler)."""
+    event = _alert_fast(body, task)
+    return event if event is not None else _alert_checked(body, task)
+
+
+_MAX_NS = 2**63
+
+
+def _alert_fast(body: dict[str, Any], task: str | None) -> Event | None:
+    """The alert exactly as Kapacitor sends it, or None for anything else.
+
+    Every ingest request of an alert storm takes this path, so it checks
+    types with ``type(x) is`` and no helper calls. Whatever it does not
+    recognise (a lower-case level, a missing field, a wrong type) goes to
+    :func:`_alert_checked`, which accepts the same alerts and says precisely
+    what is wrong with the others; a test holds the two to the same result.
+    """
+    get = body.get
+    raw_level = get("level")
+    level = _LEVELS.get(raw_level) if type(raw_level) is str else None
+    alert_id = get("id")
+    message = get("message")
+    details = get("details")
+    when = get("time")
+    if (
+        level is None
+        or type(alert_id) is not str
+        or type(message) is not str
+        or type(details) is not str
+        or type(when) is not str
+    ):
+        return None
+    duration = get("duration", 0)
+    if type(duration) is not int or not -_MAX_NS <= duration <= _MAX_NS:
+        return None
+    previous_raw = get("previousLevel")
+    previous: Level | None = None
+    if previous_raw is not None and previous_raw != "":
+        previous = _LEVELS.get(previous_raw) if type(previous_raw) is str else None
+        if previous is None:
+            return None
+    recoverable = get("recoverable")
+    if recoverable is not None and type(recoverable) is not bool:
+        return None
+    name = ""
+    tags: dict[str, str] = {}
+    fields: dict[str, Any] = {}
+    data = get("data")
+    if data is not None:
+        if type(data) is not dict:
+            return None
+        series = data.get("series")
+        if series is not None:
+            if type(series) is not list:
+                return None
+            if series:
+                item = series[0]
+                if type(item) is not dict:
+                    return None
+                name = item.get("name", "")
+                raw_tags = item.get("tags")
+                if raw_tags is None:  # Kapacitor leaves out empty tags
+                    raw_tags = {}
+                columns = item.get("columns")
+                rows = item.get("values")
+                if (
+                    type(name) is not str
+                    or type(raw_tags) is not dict
+                    or type(columns) is not list
+                    or type(rows) is not list
+                ):
+                    return None
+                for v in raw_tags.values():
+                    if type(v) is not str:
+                        return None
+                tags = raw_tags
+                for c in columns:
+                    if type(c) is not str:
+                        return None
+                width = len(columns)
+                for row in rows:
+                    if type(row) is not list or len(row) != width:
+                        return None
+                if rows:
+                    fields = {c: v for c, v in zip(columns, rows[0], strict=True) if c != "time"}
+    try:
+        time = parse_rfc3339(when)
+    except ValueError:
+        return None
+    extra = _details_json(details) if details else {}
+    return Event(
+        Source.KAPACITOR,
+        alert_id,
+        message,
+        details,
+        level,
+        time,
+        duration,
+        name,
+        task or _str_or_empty(extra.get("TaskName")),
+        _str_or_empty(extra.get("Group")),
+        tags,
+        fields,
+        previous,
+        recoverable,
+        body,
+    )
+
+
+def _alert_checked(body: dict[str, Any], task: str | None) -> Event:
+    """:func:`parse_alert` for any body: validates every field and names the wrong one."""
     if "level" not in body:
         raise IngestError(
             "level: missing; not a Kapacitor alert (nor an httpPost body with top-level series)"
