@@ -18,7 +18,6 @@ from forwarder import logs
 from forwarder.config import Config
 from forwarder.delivery import Deliverer
 from forwarder.metrics import Metrics
-from forwarder.middleware import errors
 from forwarder.queue import SQLiteQueue
 from forwarder.routes import setup_routes
 from forwarder.state import (
@@ -44,10 +43,7 @@ def create_app(
     ``dry_run`` (``--dry-run``) logs batches instead of sending them; without
     it, dry-run still applies while the BigPanda targets have no credentials.
     """
-    app = web.Application(
-        middlewares=[errors],
-        client_max_size=config.server.max_body_bytes,
-    )
+    app = web.Application(client_max_size=config.server.max_body_bytes)
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
     queue = SQLiteQueue(config.queue)
     app[METRICS] = metrics

@@ -5,18 +5,29 @@ from __future__ import annotations
 from aiohttp import web
 
 from forwarder import views
+from forwarder.middleware import json_errors
 
 
 def setup_routes(app: web.Application) -> None:
-    """Register every endpoint of the forwarder."""
+    """Register every endpoint of the forwarder, and JSON answers for everything else.
+
+    The ingest views answer their own errors; the others are wrapped in
+    :func:`json_errors`. A wrong method on a known path gets a JSON 405 naming
+    the allowed ones, and any other path a JSON 404.
+    """
     app.router.add_post("/kapacitor", views.ingest_kapacitor)
     app.router.add_post("/kapacitor/{task}", views.ingest_kapacitor)
     app.router.add_post("/influxdb", views.ingest_influxdb)
-    app.router.add_get("/-/healthy", views.healthy)
-    app.router.add_get("/-/ready", views.ready)
-    app.router.add_post("/-/reload", views.reload)
-    app.router.add_get("/metrics", views.metrics)
-    app.router.add_get("/api/v1/dead-letters", views.list_dead_letters)
-    app.router.add_get("/api/v1/dead-letters/{id}", views.show_dead_letter)
-    app.router.add_post("/api/v1/dead-letters/replay", views.replay_dead_letters)
-    app.router.add_post("/api/v1/dead-letters/purge", views.purge_dead_letters)
+    app.router.add_get("/-/healthy", json_errors(views.healthy))
+    app.router.add_get("/-/ready", json_errors(views.ready))
+    app.router.add_post("/-/reload", json_errors(views.reload))
+    app.router.add_get("/metrics", json_errors(views.metrics))
+    app.router.add_get("/api/v1/dead-letters", json_errors(views.list_dead_letters))
+    app.router.add_get("/api/v1/dead-letters/{id}", json_errors(views.show_dead_letter))
+    app.router.add_post("/api/v1/dead-letters/replay", json_errors(views.replay_dead_letters))
+    app.router.add_post("/api/v1/dead-letters/purge", json_errors(views.purge_dead_letters))
+    for resource in list(app.router.resources()):
+        assert isinstance(resource, web.Resource)  # plain and dynamic paths only
+        allowed = sorted({route.method for route in resource})
+        resource.add_route("*", views.method_not_allowed(allowed))
+    app.router.add_route("*", "/{path:.*}", views.not_found)

@@ -15,7 +15,7 @@ from forwarder.config import ConfigError
 from forwarder.ingest.errors import IngestError
 from forwarder.logs import get_logger, redactor
 from forwarder.metrics import Metrics
-from forwarder.middleware import PUBLIC_PATHS, Authenticator, error_response
+from forwarder.middleware import PUBLIC_PATHS, Authenticator, error_response, exception_response
 from forwarder.pipeline import Pipeline, Processed
 from forwarder.queue import QueueFull, QueueUnavailable
 from forwarder.state import DELIVERER, METRICS, QUEUE, RELOADER, RUNTIME
@@ -214,6 +214,8 @@ def _ingest_handler(
                 raise _unavailable(exc, "queue_unavailable", exc.retry_after) from None
         except IngestError as exc:
             return _rejected(metrics, source, exc)
+        except Exception as exc:  # a bug still answers JSON (and is logged)
+            return exception_response(request, exc)
         _accounted(metrics, source, processed, started)
         return _accepted(len(processed.events))
 
@@ -239,6 +241,21 @@ ingest_kapacitor = _ingest_handler(
 ingest_influxdb = _ingest_handler(
     "influxdb", _no_task, "``POST /influxdb``: one InfluxDB 2.x notification row."
 )
+
+
+def method_not_allowed(allowed: list[str]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A view answering 405 with ``Allow``, for the other methods of a known path."""
+    allow = ",".join(allowed)
+
+    async def handler(request: web.Request) -> web.Response:
+        return error_response(405, "Method Not Allowed", headers={"Allow": allow})
+
+    return handler
+
+
+async def not_found(request: web.Request) -> web.Response:
+    """Any path the forwarder does not serve."""
+    return error_response(404, "Not Found")
 
 
 async def healthy(request: web.Request) -> web.Response:
