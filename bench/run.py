@@ -635,17 +635,25 @@ def print_table(fig: Figures, s: Settings) -> None:
         print(f"  {key}: {note}")
 
 
-def append_results(fig: Figures, s: Settings) -> None:
-    """Append one dated row (and its notes) to bench/results.md."""
+def append_results(fig: Figures, s: Settings, results: Path = RESULTS) -> None:
+    """Append one dated row (and its notes) to ``results`` (bench/results.md)."""
     commit = (
         subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
         ).stdout.strip()
         or "unknown"
     )
+    changed = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    ).stdout.split("\n")
+    if any(line.strip() and not line.endswith("bench/results.md") for line in changed):
+        commit += "+dirty"  # the measured code is not exactly that commit
     header = "| date | commit | " + " | ".join(label.strip() for _, label, _ in COLUMNS) + " |"
-    if not RESULTS.exists():
-        RESULTS.write_text(
+    if not results.exists():
+        results.write_text(
             "# Benchmark results\n\nAppended by `python -m bench.run`; each figure is the median of"
             " the run's repeats. Machine: see the row's notes.\n\n"
             + header
@@ -655,9 +663,12 @@ def append_results(fig: Figures, s: Settings) -> None:
         )
     cells = [fmt.format(fig.values[k]) if k in fig.values else "-" for k, _, fmt in COLUMNS]
     row = f"| {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} | {commit} | " + " | ".join(cells) + " |"
-    lines = RESULTS.read_text().rstrip("\n").split("\n")
-    # Keep the table contiguous: insert the row after the last table row.
-    last = max(i for i, line in enumerate(lines) if line.startswith("|"))
+    lines = results.read_text().rstrip("\n").split("\n")
+    # Keep the results table contiguous: insert the row after its last row (other
+    # sections of the file may hold tables of their own).
+    last = next(i for i, line in enumerate(lines) if line.startswith("| date | commit |"))
+    while last + 1 < len(lines) and lines[last + 1].startswith("|"):
+        last += 1
     note = (
         f"<!-- {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} {commit}: repeat={s.repeat}, "
         f"load={s.load_tool}, cpus={os.cpu_count()}, "
@@ -666,7 +677,7 @@ def append_results(fig: Figures, s: Settings) -> None:
     )
     lines.insert(last + 1, row)
     lines.append(note)
-    RESULTS.write_text("\n".join(lines) + "\n")
+    results.write_text("\n".join(lines) + "\n")
 
 
 SCENARIOS: dict[str, Callable[[Settings, Path, Figures], None]] = {

@@ -6,7 +6,9 @@ import math
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
+from bench import run
 from tests.conftest import REPO
 
 FIGURES = (
@@ -38,3 +40,34 @@ def test_bench_smoke_mode_reports_every_figure() -> None:
         value = float(line.split()[-1])
         assert not math.isnan(value), line
         assert value >= 0, line
+
+
+def test_a_recorded_run_goes_into_the_results_table(tmp_path: Path) -> None:
+    """A new row joins the results table even when a later section has a table of its own."""
+    results = tmp_path / "results.md"
+    results.write_text(
+        "# Benchmark results\n\n"
+        "| date | commit | ratio |\n|---|---|---|\n| 2026-01-01 00:00 | abc | 0.5 |\n"
+        "<!-- 2026-01-01 00:00 abc: notes -->\n\n"
+        "## A profile\n\n| build | instructions |\n|---|---|\n| x | 1 |\n"
+    )
+    settings = run.Settings(
+        repeat=1,
+        duration=1.0,
+        connections=1,
+        e2e_alerts=1,
+        light_seconds=1.0,
+        light_rate=1.0,
+        memory_alerts=1,
+        load=run.py_load,
+        load_tool="python",
+    )
+    run.append_results(run.Figures(values={"ingest_ratio": 0.75}), settings, results)
+    lines = results.read_text().splitlines()
+    assert lines[4].startswith("| 2026-01-01 00:00 | abc |")
+    assert lines[5].startswith("| 20")
+    assert "| 0.75 |" in lines[5]
+    assert lines[6] == "<!-- 2026-01-01 00:00 abc: notes -->"
+    assert lines[-2] == "| x | 1 |"  # the other table is left alone
+    assert lines[-1].startswith("<!-- ")
+    assert "repeat=1" in lines[-1]
