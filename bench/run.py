@@ -689,6 +689,21 @@ SCENARIOS: dict[str, Callable[[Settings, Path, Figures], None]] = {
 }
 
 
+def smoke_settings(tool: str) -> Settings:
+    """The few-second sizes of ``--smoke`` (the test suite's run of the harness)."""
+    return Settings(
+        repeat=1,
+        duration=1.0,
+        connections=8,
+        e2e_alerts=300,
+        light_seconds=1.0,
+        light_rate=20,
+        memory_alerts=2000,
+        load=py_load if tool == "python" else wrk_load,
+        load_tool=tool,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the selected scenarios, print the table, and record the run."""
     parser = argparse.ArgumentParser(
@@ -706,17 +721,7 @@ def main(argv: list[str] | None = None) -> int:
     if tool == "wrk" and not shutil.which("wrk"):
         parser.error("wrk is not installed (Debian: apt-get install wrk)")
     if args.smoke:
-        s = Settings(
-            repeat=1,
-            duration=1.0,
-            connections=8,
-            e2e_alerts=300,
-            light_seconds=1.0,
-            light_rate=20,
-            memory_alerts=2000,
-            load=py_load if tool == "python" else wrk_load,
-            load_tool=tool,
-        )
+        s = smoke_settings(tool)
     else:
         s = Settings(
             repeat=args.repeat,

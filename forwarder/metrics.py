@@ -77,11 +77,6 @@ class IngestStats(Collector):
         s.buckets[bisect.bisect_left(self._bounds, seconds)] += 1
         s.duration_sum += seconds
 
-    def events(self, source: str) -> int:
-        """Events accepted from ``source`` so far."""
-        s = self._sources.get(source)
-        return s.events if s else 0
-
     def collect(self) -> Iterator[Metric]:
         received = CounterMetricFamily(
             "forwarder_events_received",

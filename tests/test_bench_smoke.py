@@ -51,17 +51,7 @@ def test_a_recorded_run_goes_into_the_results_table(tmp_path: Path) -> None:
         "<!-- 2026-01-01 00:00 abc: notes -->\n\n"
         "## A profile\n\n| build | instructions |\n|---|---|\n| x | 1 |\n"
     )
-    settings = run.Settings(
-        repeat=1,
-        duration=1.0,
-        connections=1,
-        e2e_alerts=1,
-        light_seconds=1.0,
-        light_rate=1.0,
-        memory_alerts=1,
-        load=run.py_load,
-        load_tool="python",
-    )
+    settings = run.smoke_settings("python")
     run.append_results(run.Figures(values={"ingest_ratio": 0.75}), settings, results)
     lines = results.read_text().splitlines()
     assert lines[4].startswith("| 2026-01-01 00:00 | abc |")
