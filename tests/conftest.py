@@ -23,8 +23,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from forwarder.app import create_app
+from forwarder.clock import SYSTEM_CLOCK, Clock
 from forwarder.config import Config, parse_config
+from forwarder.obs.logs import Redactor
+from forwarder.web.app import create_app
 from tests.fakes.bigpanda import FakeBigPanda
 
 REPO = Path(__file__).resolve().parent.parent
@@ -122,9 +124,17 @@ async def make_client(
         *,
         registry: CollectorRegistry | None = None,
         dry_run: bool = False,
+        clock: Clock = SYSTEM_CLOCK,
+        redactor: Redactor | None = None,
     ) -> TestClient[web.Request, web.Application]:
         config = make_config(tmp_path, text)
-        app = create_app(config, registry=registry or CollectorRegistry(), dry_run=dry_run)
+        app = create_app(
+            config,
+            registry=registry or CollectorRegistry(),
+            dry_run=dry_run,
+            clock=clock,
+            redactor=redactor,
+        )
         client: TestClient[web.Request, web.Application] = TestClient(
             TestServer(app, host="127.0.0.1")
         )

@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from forwarder.app import create_app
 from forwarder.config import load_config
+from forwarder.web.app import create_app
 from tests.conftest import BASE_CONFIG, example, write_config
 
 Client = TestClient[web.Request, web.Application]

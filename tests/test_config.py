@@ -73,9 +73,9 @@ BAD_CONFIGS = {
     "FORWARDER_FIXTURE_UNSET_TOKEN is not set",
     "template_syntax_error.yaml": "mapping.attributes.runbook: template syntax error",
     "route_template_syntax_error.yaml": "routes[0].mapping.host: template syntax error",
-    "status_unknown_level.yaml": "mapping.status.SEVERE: not a level",
+    "status_unknown_level.yaml": "mapping.status.SEVERE: unknown level 'SEVERE'",
     "status_bad_value.yaml": "mapping.status.WARNING: not a BigPanda status",
-    "auto_attributes_bad_item.yaml": "mapping.auto_attributes[1]: must be tags or fields",
+    "auto_attributes_bad_item.yaml": "mapping.auto_attributes[1]: must be one of tags, fields",
     "httppost_default_level_unknown.yaml": "ingest.httppost.default_level: unknown level 'SEVERE'",
     "invalid_yaml.yaml": "invalid YAML: line 6, column 12:",
 }

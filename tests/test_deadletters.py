@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from forwarder.config import QueueConfig
+from forwarder.model import Outgoing
 from forwarder.pipeline import Pipeline
-from forwarder.queue import Outgoing, SQLiteQueue
+from forwarder.queue.sqlite import SQLiteQueue
 from tests.conftest import (
     APP_KEY,
     TOKEN,
@@ -29,18 +30,9 @@ from tests.conftest import (
     target_config,
     write_config,
 )
+from tests.fakes.clock import FakeClock
 
 DAY = 86400.0
-
-
-class FakeClock:
-    """Unix seconds that move only when the test says so."""
-
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def outgoing(tmp_path: Path, text: str, check: str) -> Outgoing:
@@ -48,7 +40,7 @@ def outgoing(tmp_path: Path, text: str, check: str) -> Outgoing:
     body: dict[str, Any] = json.loads(example("kapacitor-alert-critical.json"))
     body["id"] = check
     pipeline = Pipeline(make_config(tmp_path, text))
-    (item,) = pipeline.map_events(pipeline.parse("kapacitor", body)).items
+    (item,) = pipeline.process("kapacitor", body).items
     return item
 
 
@@ -71,12 +63,12 @@ async def dlq_config(tmp_path: Path) -> Path:
     await queue.open()
     try:
         for check, reason, status, retries, days_ago in DEAD:
-            clock.now = time.time() - days_ago * DAY
+            clock.advance(time.time() - days_ago * DAY - clock.time())
             await queue.put([outgoing(tmp_path, text, check)])
             for _ in range(retries):
-                (entries, _) = await queue.lease("bigpanda", limit=1, busy=set(), lease_for=60)
-                await queue.retry_later(entries, at=clock.now, error="HTTP 503")
-            (entries, _) = await queue.lease("bigpanda", limit=1, busy=set(), lease_for=60)
+                entries = (await queue.lease("bigpanda", limit=1, lease_for=60)).entries
+                await queue.retry_later(entries, at=clock.time(), error="HTTP 503")
+            entries = (await queue.lease("bigpanda", limit=1, lease_for=60)).entries
             assert entries[0].app_key == APP_KEY
             await queue.dead_letter(
                 entries,

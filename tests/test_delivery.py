@@ -24,7 +24,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
-from forwarder.state import QUEUE
+from forwarder.web.keys import QUEUE
 from tests.conftest import APP_KEY, TOKEN, example, forwarder_cli, target_config, write_config
 from tests.fakes.bigpanda import OIM_PATH, FakeBigPanda, FaultPlan
 
@@ -123,14 +123,14 @@ async def wait_dead_letters(
     return found
 
 
-def queued(client: Client) -> int:
+async def queued(client: Client) -> int:
     """Alerts committed and not yet delivered or dead-lettered."""
-    return client.app[QUEUE].sizes()[0]
+    return (await client.app[QUEUE].stats()).events
 
 
 async def wait_queue_empty(client: Client, timeout: float = 15.0) -> None:
     async def empty() -> bool:
-        return queued(client) == 0
+        return await queued(client) == 0
 
     await eventually(empty, timeout=timeout, what="an empty queue")
 
@@ -272,7 +272,7 @@ async def test_400_is_dead_lettered_with_the_response_and_cli_replay_delivers(
         detail = await r.json()
     assert "forced" in detail["response"]  # the first KiB of BigPanda's answer
     assert detail["alert"]["check"] == "bad-1"
-    assert queued(client) == 0
+    assert await queued(client) == 0
 
     code, out = await forwarder_cli(config_path, "dlq", "list")
     assert code == 0, out
@@ -286,7 +286,8 @@ async def test_400_is_dead_lettered_with_the_response_and_cli_replay_delivers(
     await fake.wait_for(lambda f: "bad-1" in f.checks(), timeout=10)
     assert await dead_letters(client) == []
     await wait_queue_empty(client)
-    assert client.app[QUEUE].sizes()[:2] == (0, 0)  # counted on lease, so never negative
+    stats = await client.app[QUEUE].stats()
+    assert (stats.events, stats.bytes) == (0, 0)  # counted on lease, so never negative
 
 
 # --------------------------------------------------------------------------- 3. full queue
@@ -406,7 +407,7 @@ async def test_a_single_alert_still_too_large_is_dead_lettered(
     assert status == 200
     (dl,) = await wait_dead_letters(client, 1)
     assert (dl["reason"], dl["status"], dl["check"]) == ("too_large", 413, "huge")
-    assert queued(client) == 0
+    assert await queued(client) == 0
 
 
 # --------------------------------------------------------------------------- 6. slow fake
@@ -533,7 +534,7 @@ async def test_an_alert_older_than_max_age_is_dead_lettered_as_expired(
     (dl,) = await wait_dead_letters(client, 1)
     assert (dl["reason"], dl["status"], dl["check"]) == ("expired", 503, "stale")
     assert dl["attempts"] > 1
-    assert queued(client) == 0
+    assert await queued(client) == 0
 
 
 @dataclass

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from forwarder import sdnotify
+from forwarder.cli import sdnotify
 from tests.conftest import APP_KEY, TOKEN, Daemon, example, target_config
 from tests.fakes.bigpanda import FakeBigPanda, FaultPlan
 

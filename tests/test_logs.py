@@ -29,8 +29,8 @@ import pytest
 import structlog
 import yarl
 
-from forwarder import logs
-from forwarder.logs import REDACTED, Redactor
+from forwarder.obs import logs
+from forwarder.obs.logs import REDACTED, Redactor
 from tests.conftest import APP_KEY, REPO, TOKEN, Daemon, example, free_port
 from tests.fakes.bigpanda import FakeBigPanda, FaultPlan
 
@@ -475,21 +475,20 @@ class _TTY(io.StringIO):
 
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
-    """Undo :func:`forwarder.logs.configure` (global structlog and root-logger state)."""
+    """Undo :func:`forwarder.obs.logs.configure` (global structlog and root-logger state)."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield
     structlog.reset_defaults()
     root.handlers[:] = handlers
     root.setLevel(level)
-    logs.set_secrets([])
 
 
 @pytest.mark.usefixtures("restore_logging")
 def test_auto_format_is_console_on_a_tty_and_json_otherwise() -> None:
     """``--log-format auto`` renders for a person on a terminal and JSON elsewhere."""
     tty = _TTY()
-    logs.configure("info", "auto", tty)
+    logs.configure("info", "auto", tty, redactor=Redactor())
     logs.get_logger().info("hello_tty", answer=42)
     line = tty.getvalue().strip()
     assert "hello_tty" in line
@@ -497,7 +496,7 @@ def test_auto_format_is_console_on_a_tty_and_json_otherwise() -> None:
         json.loads(line)
 
     pipe = io.StringIO()
-    logs.configure("info", "auto", pipe)
+    logs.configure("info", "auto", pipe, redactor=Redactor())
     logs.get_logger().info("hello_pipe", answer=42)
     doc = json.loads(pipe.getvalue())
     assert doc["event"] == "hello_pipe"
@@ -509,8 +508,9 @@ def test_stdlib_records_are_json_with_timestamp_and_redacted() -> None:
     """Warnings from aiohttp or asyncio (stdlib logging) come out as the same JSON lines,
     with ``timestamp``, and with secrets masked in the message and the traceback."""
     out = io.StringIO()
-    logs.configure("info", "json", out)
-    logs.set_secrets([BP_TOKEN])
+    redactor = Redactor()
+    logs.configure("info", "json", out, redactor=redactor)
+    redactor.set_secrets([BP_TOKEN])
     try:
         raise RuntimeError(f"boom with {BP_TOKEN}")
     except RuntimeError:
@@ -527,10 +527,10 @@ def test_stdlib_records_are_json_with_timestamp_and_redacted() -> None:
 def test_level_filter_drops_debug_at_info() -> None:
     """At ``info`` a debug event is not written; at ``debug`` it is."""
     out = io.StringIO()
-    logs.configure("info", "json", out)
+    logs.configure("info", "json", out, redactor=Redactor())
     logs.get_logger().debug("hidden")
     assert out.getvalue() == ""
-    logs.configure("debug", "json", out)
+    logs.configure("debug", "json", out, redactor=Redactor())
     logs.get_logger().debug("shown")
     assert json.loads(out.getvalue())["event"] == "shown"
 

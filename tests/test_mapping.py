@@ -15,10 +15,9 @@ from typing import Any
 import pytest
 
 from forwarder.config import ConfigError, MappingConfig, iter_route_mappings, parse_config
-from forwarder.ingest import IngestError
-from forwarder.mapping import MappedAlert, Mapper, RenderError
 from forwarder.model import Event, Level, Source
-from forwarder.pipeline import Pipeline
+from forwarder.pipeline import Pipeline, StageError
+from forwarder.pipeline.mapping import MappedAlert, Mapper, RenderError
 
 HERE = Path(__file__).resolve().parent
 # The smallest valid config; a mapping block is appended to it.
@@ -481,13 +480,12 @@ def test_route_render_error_names_the_route_key_path() -> None:
         """
     )
     pipeline = Pipeline(parse_config(text, base_dir=HERE, env={}))
-    with pytest.raises(IngestError) as info:
-        pipeline.map_events([event(task="special_cpu")])
-    assert info.value.status == 400
+    with pytest.raises(StageError) as info:
+        pipeline.run([event(task="special_cpu")])
     assert info.value.reason == "template_error"
     assert info.value.message.startswith("routes[0].mapping.attributes.team: template error")
     # The default route has no such template, so other events are fine.
-    assert len(pipeline.map_events([EVENT]).items) == 1
+    assert len(pipeline.run([EVENT]).items) == 1
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from forwarder.ingest.errors import IngestError
-from forwarder.middleware import json_errors
+from forwarder.web.errors import HTTPError, json_errors
 
 Client = TestClient[web.Request, web.Application]
 
@@ -19,7 +18,7 @@ async def _boom(request: web.Request) -> web.Response:
 
 
 async def _refused(request: web.Request) -> web.Response:
-    raise IngestError("limit: must be a whole number", status=400)
+    raise HTTPError("limit: must be a whole number", status=400)
 
 
 async def _too_large(request: web.Request) -> web.Response:

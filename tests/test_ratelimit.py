@@ -1,4 +1,4 @@
-"""The per-target token bucket (forwarder.ratelimit), on a fake clock."""
+"""The per-target token bucket (forwarder.delivery.ratelimit), on a fake clock."""
 
 from __future__ import annotations
 
@@ -6,20 +6,8 @@ import asyncio
 
 import pytest
 
-from forwarder.ratelimit import TokenBucket
-
-
-class FakeClock:
-    """A monotonic clock that moves only when the test says so."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from forwarder.delivery.ratelimit import TokenBucket
+from tests.fakes.clock import FakeClock
 
 
 def test_a_full_bucket_allows_a_burst_then_asks_to_wait() -> None:
@@ -69,9 +57,9 @@ def test_fractional_rates_are_exact() -> None:
     """A caller waiting as told gets ``rate`` a second: 150 a minute at 2.5/s, plus the burst."""
     clock = FakeClock()
     bucket = TokenBucket(rate=2.5, burst=1, clock=clock)
-    start = clock.now
+    start = clock.monotonic()
     granted = 0
-    while clock.now - start < 60.0:  # one simulated minute
+    while clock.monotonic() - start < 60.0:  # one simulated minute
         wait = bucket.try_acquire()
         if wait == 0.0:
             granted += 1
@@ -89,15 +77,22 @@ def test_slow_rate_names_a_long_wait() -> None:
 
 
 async def test_acquire_waits_and_serves_callers_in_order() -> None:
-    """``acquire`` waits for tokens on the real clock and serves callers in arrival order."""
-    bucket = TokenBucket(rate=500.0, burst=1)
+    """``acquire`` sleeps on its clock until a token is due and serves callers in arrival order."""
+    clock = FakeClock()
+    bucket = TokenBucket(rate=2.0, burst=1, clock=clock)
     order: list[int] = []
 
     async def take(i: int) -> None:
         await bucket.acquire()
         order.append(i)
 
-    await asyncio.gather(*(take(i) for i in range(6)))
+    tasks = [asyncio.create_task(take(i)) for i in range(6)]
+    while len(order) < 6:
+        await asyncio.sleep(0)  # let every caller queue up or take its token
+        if len(order) < 6 and clock.sleepers:
+            clock.advance(0.5)  # one token's worth of time
+    await asyncio.gather(*tasks)
     assert order == [0, 1, 2, 3, 4, 5]
+    assert clock.monotonic() == pytest.approx(1_000.0 + 5 * 0.5)
     # Every token is spent: the next one is still to come.
     assert bucket.try_acquire() > 0.0

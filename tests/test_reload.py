@@ -24,8 +24,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from forwarder.app import create_app
 from forwarder.config import load_config
+from forwarder.web.app import create_app
 from tests.conftest import APP_KEY, TOKEN, Daemon, example, target_config, write_config
 from tests.fakes.bigpanda import FakeBigPanda, FaultPlan
 

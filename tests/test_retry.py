@@ -1,4 +1,4 @@
-"""Retry classification and backoff (forwarder.retry): every status code, every error kind."""
+"""Retry classification and backoff (forwarder.delivery.retry): every status and error kind."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from aiohttp.client_reqrep import ConnectionKey
 
-from forwarder.retry import (
+from forwarder.delivery.retry import (
     Action,
     Verdict,
     backoff,

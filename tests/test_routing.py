@@ -14,7 +14,7 @@ import pytest
 from forwarder.config import Config, Match, parse_config
 from forwarder.model import Event, Level, Source
 from forwarder.pipeline import Pipeline
-from forwarder.routing import matches, route
+from forwarder.pipeline.route import matches, route
 
 HERE = Path(__file__).resolve().parent
 
@@ -216,7 +216,7 @@ routes:
 )
 def test_route_sets_target_and_app_key(changes: dict[str, Any], target: str, app_key: str) -> None:
     """The matched route picks the target; its app_key, else the target's, goes with the alert."""
-    item = Pipeline(config(CREDENTIALS)).map_events([event(**changes)]).items[0]
+    item = Pipeline(config(CREDENTIALS)).run([event(**changes)]).items[0]
     assert item.target == target
     assert item.app_key == app_key
 
@@ -224,7 +224,7 @@ def test_route_sets_target_and_app_key(changes: dict[str, Any], target: str, app
 def test_route_mapping_overrides_only_the_keys_it_gives() -> None:
     """A route's mapping block overrides the keys it names and inherits the rest."""
     pipeline = Pipeline(config(CREDENTIALS))
-    db, plain = pipeline.map_events([EVENT, event(tags={})]).items
+    db, plain = pipeline.run([EVENT, event(tags={})]).items
     db_alert = json.loads(db.payload)
     plain_alert = json.loads(plain.payload)
     assert (db_alert["env"], db_alert["owner"]) == ("prod", "dba")
@@ -234,7 +234,7 @@ def test_route_mapping_overrides_only_the_keys_it_gives() -> None:
 def test_each_event_of_a_request_is_routed_on_its_own() -> None:
     """Several events in one request may go to different routes."""
     pipeline = Pipeline(config(CREDENTIALS))
-    items = pipeline.map_events([EVENT, event(tags={}, task="other_y"), event(tags={})]).items
+    items = pipeline.run([EVENT, event(tags={}, task="other_y"), event(tags={})]).items
     assert [(i.target, i.app_key) for i in items] == [
         ("bigpanda", "db-key"),
         ("other", "other-key"),

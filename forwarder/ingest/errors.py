@@ -4,34 +4,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-RejectReason = Literal[
-    "bad_json",
-    "bad_shape",
-    "too_large",
-    "unauthorized",
-    "queue_full",
-    "queue_unavailable",
-    "template_error",
-]
+ParseReason = Literal["bad_json", "bad_shape"]
 
 
-class IngestError(Exception):
-    """Input the forwarder refuses; answered with ``status`` and ``{"error": message}``.
+class ParseError(Exception):
+    """A body the parsers refuse, with ``message`` saying which field is wrong and why.
 
-    ``reason`` is the label of ``forwarder_events_rejected_total``; ``headers``
-    go out with the answer (``Retry-After`` on a 503, ``WWW-Authenticate`` on a 401).
+    It knows nothing of HTTP: the web layer answers it with a 400 and counts
+    ``reason`` in ``forwarder_events_rejected_total``.
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        reason: RejectReason = "bad_shape",
-        status: int = 400,
-        headers: dict[str, str] | None = None,
-    ) -> None:
+    def __init__(self, message: str, *, reason: ParseReason = "bad_shape") -> None:
         super().__init__(message)
         self.message = message
-        self.reason: RejectReason = reason
-        self.status = status
-        self.headers = headers
+        self.reason: ParseReason = reason

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from forwarder.ingest.errors import IngestError
-from forwarder.ingest.kapacitor import _kind, _opt_str, _time
+from forwarder.ingest.errors import ParseError
+from forwarder.ingest.fields import kind, opt_str, parse_time
 from forwarder.model import Event, Level, Source
 
 # InfluxDB's check levels; anything else ("unknown", or a future level) becomes
@@ -17,20 +17,20 @@ _LEVELS = {"crit": Level.CRITICAL, "warn": Level.WARNING, "info": Level.INFO, "o
 def parse_influxdb(body: Any) -> list[Event]:
     """Normalise one notification row; the result is always a single event."""
     if not isinstance(body, dict):
-        raise IngestError(f"body must be a JSON object (one notification row), got {_kind(body)}")
+        raise ParseError(f"body must be a JSON object (one notification row), got {kind(body)}")
     if "_level" not in body:
-        raise IngestError("_level: missing; not an InfluxDB notification row")
+        raise ParseError("_level: missing; not an InfluxDB notification row")
     raw_level = body["_level"]
     if not isinstance(raw_level, str):
-        raise IngestError(f"_level: must be a string, got {_kind(raw_level)}")
+        raise ParseError(f"_level: must be a string, got {kind(raw_level)}")
     level = _LEVELS.get(raw_level.lower(), Level.UNKNOWN)
 
     if body.get("_source_timestamp") is not None:
-        time = _time(body["_source_timestamp"], "_source_timestamp")
+        time = parse_time(body["_source_timestamp"], "_source_timestamp")
     elif body.get("_time") is not None:
-        time = _time(body["_time"], "_time")
+        time = parse_time(body["_time"], "_time")
     else:
-        raise IngestError("_source_timestamp and _time: both missing; the row has no time")
+        raise ParseError("_source_timestamp and _time: both missing; the row has no time")
 
     tags: dict[str, str] = {}
     fields: dict[str, Any] = {}
@@ -44,13 +44,13 @@ def parse_influxdb(body: Any) -> list[Event]:
     return [
         Event(
             source=Source.INFLUXDB,
-            id=_opt_str(body, "_check_name"),
-            message=_opt_str(body, "_message"),
+            id=opt_str(body, "_check_name"),
+            message=opt_str(body, "_message"),
             details="",
             level=level,
             time=time,
-            name=_opt_str(body, "_source_measurement"),
-            task=_opt_str(body, "_notification_rule_name"),
+            name=opt_str(body, "_source_measurement"),
+            task=opt_str(body, "_notification_rule_name"),
             tags=tags,
             fields=fields,
             raw=body,

@@ -19,7 +19,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from forwarder.state import QUEUE
+from forwarder.queue.sqlite import SQLiteQueue
+from forwarder.web.keys import QUEUE
 from tests.conftest import Daemon
 from tests.fakes.bigpanda import FakeBigPanda
 from tests.reliability.conftest import (
@@ -190,17 +191,19 @@ async def _database_layer_scenario(
     run = Scenario(client, "")
     pages = 0
 
-    def cap_pages(conn: Any) -> int:
-        count = int(conn.execute("PRAGMA page_count").fetchone()[0])
-        conn.execute(f"PRAGMA max_page_count={count}")
+    assert isinstance(queue, SQLiteQueue)
+
+    def cap_pages() -> int:
+        count = int(queue.conn.execute("PRAGMA page_count").fetchone()[0])
+        queue.conn.execute(f"PRAGMA max_page_count={count}")
         return count
 
     async def fill() -> None:
         nonlocal pages
-        pages = await queue.call(cap_pages)
+        pages = await queue.run(cap_pages)
 
     async def free() -> None:
-        await queue.call(lambda conn: conn.execute("PRAGMA max_page_count=1073741823"))
+        await queue.run(lambda: queue.conn.execute("PRAGMA max_page_count=1073741823"))
 
     got_in = await full_disk_story(run, fake, fill, free)
     return (

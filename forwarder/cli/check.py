@@ -1,0 +1,60 @@
+"""``forwarder check-config``: validate the config and say what it sets up."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from forwarder.cli.common import EXIT_OK, load
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load(args)
+    s = config.server
+    print(f"config OK: {config.source_path} (sha256 {config.digest[:12]})")
+    print(
+        f"  listen:  {'https' if s.tls else 'http'}://{s.host}:{s.port}"
+        f"  max_body_bytes={s.max_body_bytes}  auth={'on' if s.auth else 'off'}"
+    )
+    print(
+        f"  queue:   {config.queue.path} (synchronous={config.queue.synchronous},"
+        f" max_events={config.queue.max_events}, max_bytes={config.queue.max_bytes})"
+    )
+    print(
+        f"  batch:   max_alerts={config.batch.max_alerts} linger={config.batch.linger:g}s;"
+        f" retry initial={config.retry.initial:g}s max={config.retry.max:g}s"
+        f" max_age={config.retry.max_age:g}s"
+    )
+    for t in config.targets.values():
+        creds = "credentials set" if t.has_credentials else "NO credentials (dry-run)"
+        where = f" {_safe_url(t.url)}" if t.kind != "log" else ""
+        print(
+            f"  target:  {t.name} ({t.kind}{where}) {creds}, rate_limit={t.rate_limit:g}/s,"
+            f" max_in_flight={t.max_in_flight}"
+        )
+    for r in config.routes:
+        match = "everything" if r.match is None else _describe_match(r)
+        print(f"  route:   {r.name} -> {r.target} ({match})")
+    if config.unconfigured_targets:
+        print("  mode:    DRY-RUN (alerts are logged, not sent)")
+    return EXIT_OK
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its query string, which may carry ``access_token`` (OIM allows it)."""
+    base, sep, _ = url.partition("?")
+    return f"{base}?…" if sep else base
+
+
+def _describe_match(r: Any) -> str:
+    m = r.match
+    parts = []
+    if m.sources:
+        parts.append("source in " + ",".join(sorted(m.sources)))
+    if m.tasks:
+        parts.append("task ~ " + ",".join(m.tasks))
+    if m.levels:
+        parts.append("level in " + ",".join(sorted(lv.value for lv in m.levels)))
+    for k, v in m.tags.items():
+        parts.append(f"{k}={v}")
+    return "; ".join(parts) or "everything"

@@ -1,0 +1,36 @@
+"""What every command shares: exit codes, finding and loading the config, error output."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from forwarder.config import DEFAULT_CONFIG_PATH, Config, load_config
+from forwarder.web.runtime import build_runtime
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def config_path(args: argparse.Namespace) -> Path:
+    """``--config``, then ``$FORWARDER_CONFIG``, then ``config/forwarder.yaml``."""
+    given = getattr(args, "config", None)
+    if given:
+        return Path(given)
+    env = os.environ.get("FORWARDER_CONFIG")
+    return Path(env) if env else DEFAULT_CONFIG_PATH
+
+
+def load(args: argparse.Namespace) -> Config:
+    """The config, with its templates compiled (a syntax error is a config error)."""
+    config = load_config(config_path(args))
+    build_runtime(config)
+    return config
+
+
+def err(message: str) -> None:
+    """``forwarder: error: message`` on stderr."""
+    print(f"forwarder: error: {message}", file=sys.stderr)

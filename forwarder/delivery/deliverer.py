@@ -1,0 +1,107 @@
+"""The deliverer: one sender per configured target, rebuilt on reload."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping
+from typing import Any
+
+from forwarder.clock import SYSTEM_CLOCK, Clock
+from forwarder.config import Config, TargetConfig
+from forwarder.delivery.health import TargetHealth
+from forwarder.delivery.sender import TargetSender
+from forwarder.delivery.transport import HTTPTransport, LogTransport, Transport
+from forwarder.obs.logs import get_logger
+from forwarder.obs.metrics import Metrics
+from forwarder.queue import Queue
+
+
+class Deliverer:
+    """Owns one :class:`TargetSender` per configured target; rebuilt on reload."""
+
+    def __init__(
+        self,
+        queue: Queue,
+        metrics: Metrics,
+        *,
+        force_dry_run: bool,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.queue = queue
+        self.metrics = metrics
+        self.clock = clock
+        self.force_dry_run = force_dry_run
+        self.dry_run = force_dry_run
+        self.senders: dict[str, TargetSender] = {}
+        self._log = get_logger()
+
+    def _transport(self, cfg: TargetConfig) -> Transport:
+        if self.dry_run or cfg.kind == "log":
+            return LogTransport(cfg.name, self._log)
+        return HTTPTransport(cfg)
+
+    async def start(self, config: Config, *, rng: random.Random | None = None) -> None:
+        """Start a sender for every target of ``config``.
+
+        Dry-run is decided here, on every (re)load: ``--dry-run``, or BigPanda
+        targets without credentials. A reload that adds the credentials starts
+        sending; one that removes them goes back to logging.
+        """
+        self.dry_run = self.force_dry_run or bool(config.unconfigured_targets)
+        if self.dry_run:
+            self._log.warning(
+                "dry_run",
+                message="DRY-RUN: alerts are queued and written to this log, not sent to BigPanda",
+                unconfigured_targets=config.unconfigured_targets,
+                hint="set BIGPANDA_TOKEN and BIGPANDA_APP_KEY (or the target's token and app_key)",
+            )
+        for name, tcfg in config.targets.items():
+            sender = TargetSender(
+                tcfg,
+                batch=config.batch,
+                retry=config.retry,
+                queue=self.queue,
+                transport=self._transport(tcfg),
+                metrics=self.metrics,
+                lease_for=config.queue.lease_timeout,
+                clock=self.clock,
+                rng=rng,
+            )
+            self.senders[name] = sender
+            sender.start()
+        stats = await self.queue.stats()
+        for name in sorted(set(stats.targets) - set(config.targets)):
+            count = stats.targets[name].events
+            if count:
+                self._log.warning(
+                    "queued_for_unknown_target",
+                    target=name,
+                    count=count,
+                    hint="these alerts wait until a target of this name is configured again",
+                )
+
+    async def stop(self, timeout: float) -> None:
+        """Stop all senders, waiting up to ``timeout`` for deliveries in flight."""
+        senders, self.senders = self.senders, {}
+        await asyncio.gather(*(s.stop(timeout) for s in senders.values()))
+
+    async def reconfigure(self, config: Config, *, timeout: float) -> None:
+        """Replace the senders with ones built from ``config`` (queued alerts stay)."""
+        await self.stop(timeout)
+        await self.start(config)
+
+    def health(self) -> Mapping[str, TargetHealth]:
+        """Each target's health."""
+        return {name: s.health for name, s in self.senders.items()}
+
+    def describe(self) -> dict[str, Any]:
+        """Per-target state for the readiness answer."""
+        return {
+            name: {
+                "up": s.health.up,
+                "auth_failed": s.health.auth_failed,
+                "last_error": s.health.last_error,
+            }
+            for name, s in self.senders.items()
+        }

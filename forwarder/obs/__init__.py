@@ -1,0 +1,1 @@
+"""Observability at the edge of the data path: Prometheus metrics and structured logs."""

@@ -1,0 +1,53 @@
+"""The stage contract: what every step between parsing and the queue looks like.
+
+A request's events travel through the stages as one :class:`Work`; each
+stage reads what the ones before it wrote and adds its own part (the route
+stage fills :attr:`Work.routes`, the map stage :attr:`Work.items`). Stages are
+compiled once per config; a stage a config does not need is simply not in the
+list, so the hot path pays nothing for it (Alertmanager's ``MultiStage``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from forwarder.config import RouteConfig
+from forwarder.model import Event, Outgoing
+
+StageReason = Literal["bad_shape", "template_error"]
+
+
+class StageError(Exception):
+    """A stage refuses the request (a template failed, a value cannot be encoded).
+
+    ``reason`` is the label of ``forwarder_events_rejected_total``.
+    """
+
+    def __init__(self, message: str, *, reason: StageReason = "bad_shape") -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason: StageReason = reason
+
+
+@dataclass(slots=True)  # not frozen: built once per request on the ingest hot path
+class Work:
+    """One request's events and what the stages made of them so far."""
+
+    events: list[Event]
+    routes: list[RouteConfig] = field(default_factory=list)
+    items: list[Outgoing] = field(default_factory=list)
+    truncations: int = 0
+
+
+class Stage(Protocol):
+    """One step of the pipeline."""
+
+    @property
+    def name(self) -> str:
+        """A short name, for logs and errors."""
+        ...
+
+    def __call__(self, work: Work) -> None:
+        """Do this stage's part of ``work``; raise :class:`StageError` to refuse it."""
+        ...

@@ -1,0 +1,171 @@
+"""The storage contract: what the ingest, the sender and the admin tools need of a queue.
+
+Any backend (SQLite today; PostgreSQL for several replicas) implements
+:class:`Queue` and :class:`DeadLetters` and keeps these invariants, which the
+contract suite in ``tests/queue/test_contract.py`` proves for each:
+
+1. **Acknowledged only once committed.** The future :meth:`Queue.put` returns
+   completes only after the alerts are durable; on failure none of them is
+   queued.
+2. **Leases expire.** A leased batch that is neither acknowledged, retried,
+   released nor dead-lettered becomes available again once its lease deadline
+   passes, whoever held it (a process killed with ``kill -9`` included).
+3. **Per-identity order.** For one (target, app key, identity), a newer state
+   is never handed out while an older one is leased or waiting for its retry.
+   The store enforces this itself, so several senders, in one process or in
+   several, may share it.
+4. **Bounded capacity.** :meth:`Queue.put` refuses with :class:`QueueFull`
+   rather than grow past ``queue.max_events`` or ``queue.max_bytes``; nothing
+   queued is ever evicted to make room.
+5. **Dead letters are kept.** An alert leaves the queue only by delivery or by
+   moving to the dead-letter store, with its reason, in one transaction; dead
+   letters can be listed, replayed (back into the queue, afresh) and purged.
+
+Start-up does not assume sole ownership of the store: recovery from a crash
+is lease expiry, not a special case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from forwarder.model import DeadLetter, Entry, Outgoing
+
+
+@dataclass(frozen=True, slots=True)
+class TargetStats:
+    """What the store holds for one target."""
+
+    events: int
+    oldest_age: float
+    dead_letters: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """The whole store at one moment, for metrics."""
+
+    events: int
+    bytes: int
+    targets: Mapping[str, TargetStats] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A leased batch, or, when nothing was due, when something next becomes due."""
+
+    entries: list[Entry]
+    next_due: float | None = None
+
+
+class DeadLetters(Protocol):
+    """The dead-letter store: alerts that will not be delivered without an operator."""
+
+    async def list(self, *, target: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        """Newest first, optionally for one target."""
+        ...
+
+    async def get(self, dl_id: int) -> DeadLetter | None:
+        """One dead letter by id, or None."""
+        ...
+
+    async def replay(self, *, ids: Sequence[int] | None = None, target: str | None = None) -> int:
+        """Move dead letters back into the queue (all of them, or ``ids``, or one target's).
+
+        A replayed alert starts afresh: no attempts, due now, its age counted
+        from the replay. Returns how many moved.
+        """
+        ...
+
+    async def purge(
+        self, *, ids: Sequence[int] | None = None, older_than: float | None = None
+    ) -> int:
+        """Delete dead letters by id, or those that failed over ``older_than`` seconds ago."""
+        ...
+
+
+class Queue(Protocol):
+    """The durable queue, with its dead-letter store at :attr:`dead_letters`."""
+
+    @property
+    def is_open(self) -> bool:
+        """Whether it is open for work."""
+        ...
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last commit failed, until one succeeds (for readiness)."""
+        ...
+
+    @property
+    def dead_letters(self) -> DeadLetters:
+        """The dead-letter store of this queue."""
+        ...
+
+    @property
+    def description(self) -> str:
+        """Where the queue lives, for logs (never a password)."""
+        ...
+
+    async def open(self) -> None:
+        """Connect, create or check the schema, and get ready for work."""
+        ...
+
+    async def close(self) -> None:
+        """Commit what is pending, then release every resource."""
+        ...
+
+    def put(self, items: Sequence[Outgoing]) -> Awaitable[None]:
+        """Commit ``items`` durably, all or none (see invariants 1 and 4).
+
+        Fails with :class:`~forwarder.queue.errors.QueueFull` or
+        :class:`~forwarder.queue.errors.QueueUnavailable`.
+        """
+        ...
+
+    def new_work(self, target: str) -> asyncio.Event:
+        """An event set whenever alerts for ``target`` may have become available."""
+        ...
+
+    async def lease(self, target: str, *, limit: int, lease_for: float) -> Lease:
+        """Lease up to ``limit`` due alerts of one target and one app key, oldest first.
+
+        Keeps invariant 3: an identity with an older state leased or waiting
+        for a retry is skipped, older and newer states alike.
+        """
+        ...
+
+    async def peek(self, target: str) -> tuple[int, float | None]:
+        """How many due, unleased alerts ``target`` has (capped), and the oldest's ``created``."""
+        ...
+
+    async def ack(self, entries: Sequence[Entry]) -> None:
+        """Delivered: remove them."""
+        ...
+
+    async def retry_later(self, entries: Sequence[Entry], *, at: float, error: str) -> None:
+        """A retryable failure: count the attempt, end the lease, due again at ``at``."""
+        ...
+
+    async def release(self, entries: Sequence[Entry]) -> None:
+        """Give leases back unattempted."""
+        ...
+
+    async def dead_letter(
+        self,
+        entries: Sequence[Entry],
+        *,
+        reason: str,
+        status: int | None,
+        response: str | None,
+        error: str | None,
+    ) -> None:
+        """Move them to the dead-letter store with ``reason``, in one transaction."""
+        ...
+
+    async def stats(self) -> QueueStats:
+        """Depth, bytes, oldest age and dead letters, cheaply at any size (every scrape)."""
+        ...

@@ -1,0 +1,126 @@
+"""The admin API: config reload and the dead-letter store.
+
+Every admin view needs the ingest credentials when ``server.auth`` is set,
+and goes through the storage contract, so it works on any backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from forwarder import jsonio
+from forwarder.config import ConfigError
+from forwarder.obs.logs import get_logger
+from forwarder.timeparse import parse_duration
+from forwarder.web.auth import authorize
+from forwarder.web.errors import HTTPError, error_response
+from forwarder.web.keys import CLOCK, QUEUE, REDACTOR, RELOADER, RUNTIME
+
+_log = get_logger()
+
+
+def _authorize(request: web.Request) -> None:
+    authorize(request, request.app[RUNTIME].current.auth)
+
+
+async def reload(request: web.Request) -> web.Response:
+    """``POST /-/reload``: reload the config file; a bad one is refused and the old one stays."""
+    _authorize(request)
+    try:
+        config = await request.app[RELOADER].reload()
+    except ConfigError as exc:
+        return error_response(400, f"config not reloaded: {exc}")
+    return web.json_response({"status": "reloaded", "digest": config.digest[:12]})
+
+
+async def list_dead_letters(request: web.Request) -> web.Response:
+    """``GET /api/v1/dead-letters?target=T&limit=N``: newest first, without payload secrets."""
+    _authorize(request)
+    target = request.query.get("target") or None
+    limit = _int_param(request, "limit", 100)
+    items = await request.app[QUEUE].dead_letters.list(target=target, limit=limit)
+    now = request.app[CLOCK].time()
+    return web.json_response({"dead_letters": [d.summary(now) for d in items]})
+
+
+async def show_dead_letter(request: web.Request) -> web.Response:
+    """``GET /api/v1/dead-letters/{id}``: one dead letter with its alert and BigPanda's answer."""
+    _authorize(request)
+    try:
+        dl_id = int(request.match_info["id"])
+    except ValueError:
+        return error_response(400, "id: must be a whole number")
+    item = await request.app[QUEUE].dead_letters.get(dl_id)
+    if item is None:
+        return error_response(404, f"no dead letter {dl_id}")
+    detail = item.detail(request.app[CLOCK].time())
+    return web.json_response(request.app[REDACTOR].scrub(detail))
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        doc = jsonio.loads(raw)
+    except ValueError as exc:
+        raise HTTPError(f"invalid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise HTTPError("body must be a JSON object")
+    return doc
+
+
+def _ids(doc: dict[str, Any]) -> list[int] | None:
+    ids = doc.get("ids")
+    if ids is None:
+        return None
+    if not isinstance(ids, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in ids
+    ):
+        raise HTTPError("ids: must be a list of whole numbers")
+    return list(ids)
+
+
+async def replay_dead_letters(request: web.Request) -> web.Response:
+    """``POST /api/v1/dead-letters/replay`` with ``{"ids": [...]}`` or ``{"all": true}``."""
+    _authorize(request)
+    doc = await _json_object(request)
+    ids = _ids(doc)
+    target = doc.get("target")
+    if target is not None and not isinstance(target, str):
+        raise HTTPError("target: must be a string")
+    if ids is None and doc.get("all") is not True:
+        raise HTTPError('give "ids": [...] or "all": true')
+    moved = await request.app[QUEUE].dead_letters.replay(ids=ids, target=target)
+    _log.info("dead_letters_replayed", count=moved, target=target)
+    return web.json_response({"replayed": moved})
+
+
+async def purge_dead_letters(request: web.Request) -> web.Response:
+    """``POST /api/v1/dead-letters/purge`` with ``{"ids": [...]}`` or ``{"older_than": "7d"}``."""
+    _authorize(request)
+    doc = await _json_object(request)
+    ids = _ids(doc)
+    older = doc.get("older_than")
+    seconds: float | None = None
+    if older is not None:
+        try:
+            seconds = parse_duration(str(older))
+        except ValueError as exc:
+            raise HTTPError(f"older_than: {exc}") from None
+    if ids is None and seconds is None:
+        raise HTTPError('give "ids": [...] or "older_than": "7d"')
+    purged = await request.app[QUEUE].dead_letters.purge(ids=ids, older_than=seconds)
+    _log.info("dead_letters_purged", count=purged)
+    return web.json_response({"purged": purged})
+
+
+def _int_param(request: web.Request, name: str, default: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or not 1 <= int(text) <= 100_000:
+        raise HTTPError(f"{name}: must be a whole number from 1 to 100000")
+    return int(text)
