@@ -23,11 +23,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from forwarder.clock import SYSTEM_CLOCK, Clock
-from forwarder.config import Config, parse_config
+from forwarder.config import Config, load_config, parse_config
 from forwarder.obs.logs import Redactor
 from forwarder.web.app import create_app
 from tests.fakes.bigpanda import FakeBigPanda
+from tests.fakes.clock import FakeClock
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -112,11 +112,24 @@ routes:
 ClientFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 
 
+# Fake seconds per real second for the in-process app: a 1 s Retry-After or
+# backoff passes in 50 ms, and no test waits for real time to go by.
+CLOCK_SPEED = 20.0
+
+
+@pytest.fixture
+async def clock() -> AsyncIterator[FakeClock]:
+    """The app's clock: starts at the real time, then runs at ``CLOCK_SPEED``."""
+    fake = FakeClock(time.time())
+    async with fake.running(speed=CLOCK_SPEED):
+        yield fake
+
+
 @pytest.fixture
 async def make_client(
-    tmp_path: Path,
+    tmp_path: Path, clock: FakeClock
 ) -> AsyncIterator[Callable[..., Awaitable[TestClient[web.Request, web.Application]]]]:
-    """Build the real app from config text and serve it on a loopback port."""
+    """Build the real app from config text, on the fake clock, and serve it on a loopback port."""
     clients: list[TestClient[web.Request, web.Application]] = []
 
     async def factory(
@@ -124,10 +137,14 @@ async def make_client(
         *,
         registry: CollectorRegistry | None = None,
         dry_run: bool = False,
-        clock: Clock = SYSTEM_CLOCK,
         redactor: Redactor | None = None,
+        from_file: bool = False,
     ) -> TestClient[web.Request, web.Application]:
-        config = make_config(tmp_path, text)
+        # ``from_file`` writes tmp_path/forwarder.yaml and loads it, so the app can reload it.
+        if from_file:
+            config = load_config(write_config(tmp_path, text))
+        else:
+            config = make_config(tmp_path, text)
         app = create_app(
             config,
             registry=registry or CollectorRegistry(),

@@ -15,6 +15,7 @@ import contextlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Final
 
 from forwarder.clock import SYSTEM_CLOCK, Clock
@@ -302,7 +303,10 @@ class TargetSender:
             maximum=self.retry.max,
             rng=self._rng,
         )
-        hinted = parse_retry_after(response.retry_after if response else None)
+        hinted = parse_retry_after(
+            response.retry_after if response else None,
+            now=datetime.fromtimestamp(self.clock.time(), UTC),
+        )
         if hinted is not None:
             delay = max(delay, min(hinted, self.retry.max_age))
         self._pause_until = max(self._pause_until, self.clock.monotonic() + delay)

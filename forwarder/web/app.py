@@ -8,6 +8,7 @@ in :mod:`forwarder.cli`, so tests can build and drive the real app.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -62,7 +63,7 @@ def create_app(
     )
     for source in ("kapacitor", "influxdb"):
         metrics.init_source(source)
-    metrics.config_loaded(config.digest, clock.time())
+    metrics.config_loaded(config.digest, time.time())
     redactor.set_secrets(config.secrets())
     setup_routes(app)
     app.cleanup_ctx.append(_queue_ctx)

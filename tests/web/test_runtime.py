@@ -20,13 +20,17 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import CollectorRegistry
+from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from forwarder.config import load_config
-from forwarder.web.app import create_app
-from tests.conftest import APP_KEY, TOKEN, Daemon, example, target_config, write_config
+from tests.conftest import (
+    APP_KEY,
+    TOKEN,
+    ClientFactory,
+    Daemon,
+    example,
+    target_config,
+)
 from tests.fakes.bigpanda import FakeBigPanda, FaultPlan
 
 Client = TestClient[web.Request, web.Application]
@@ -266,23 +270,16 @@ async def test_queued_alerts_survive_a_reload(
 
 
 @pytest.fixture
-async def file_app(
-    tmp_path: Path,
-) -> AsyncIterator[Callable[[str], Awaitable[tuple[Client, Path]]]]:
+def file_app(
+    make_client: ClientFactory, tmp_path: Path
+) -> Callable[[str], Awaitable[tuple[Client, Path]]]:
     """The real app built from a config file (so it can reload), served on loopback."""
-    clients: list[Client] = []
 
     async def factory(text: str) -> tuple[Client, Path]:
-        path = write_config(tmp_path, text)
-        app = create_app(load_config(path), registry=CollectorRegistry())
-        client: Client = TestClient(TestServer(app, host="127.0.0.1"))
-        await client.start_server()
-        clients.append(client)
-        return client, path
+        client = await make_client(text, from_file=True)
+        return client, tmp_path / "forwarder.yaml"
 
-    yield factory
-    for c in clients:
-        await c.close()
+    return factory
 
 
 async def gauge(client: Client, name: str) -> float:

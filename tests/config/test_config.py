@@ -16,7 +16,7 @@ import pytest
 from forwarder.config import ConfigError, load_config, parse_config
 from tests.conftest import REPO
 
-FIXTURES = Path(__file__).resolve().parent / "config_fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHIPPED = REPO / "config" / "forwarder.yaml"
 # Every secret in the fixtures contains this marker, so one check covers them all.
 SECRET_MARKER = "SECRET"
@@ -82,7 +82,7 @@ BAD_CONFIGS = {
 
 
 def test_every_fixture_has_one_rule_and_there_are_enough() -> None:
-    """Each file in config_fixtures/ is checked below, and there are far more than 8 rules."""
+    """Each file in fixtures/ is checked below, and there are far more than 8 rules."""
     assert sorted(p.name for p in FIXTURES.glob("*.yaml")) == sorted(BAD_CONFIGS)
     assert len(BAD_CONFIGS) >= 12
 

@@ -7,17 +7,14 @@ file so that ``POST /-/reload`` has something to reload.
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import CollectorRegistry
+from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from forwarder.config import load_config
-from forwarder.web.app import create_app
 from tests.conftest import BASE_CONFIG, example, write_config
 
 Client = TestClient[web.Request, web.Application]
@@ -50,22 +47,13 @@ AppFactory = Callable[[str], Awaitable[Client]]
 
 
 @pytest.fixture
-async def app_from_file(tmp_path: Path) -> AsyncIterator[AppFactory]:
+def app_from_file(make_client: Callable[..., Awaitable[Client]]) -> AppFactory:
     """Serve the real app built from a config *file* (so reload works)."""
-    clients: list[Client] = []
 
     async def factory(text: str) -> Client:
-        config = load_config(write_config(tmp_path, text))
-        client: Client = TestClient(
-            TestServer(create_app(config, registry=CollectorRegistry()), host="127.0.0.1")
-        )
-        await client.start_server()
-        clients.append(client)
-        return client
+        return await make_client(text, from_file=True)
 
-    yield factory
-    for c in clients:
-        await c.close()
+    return factory
 
 
 async def rejected_unauthorized(client: Client, source: str = "kapacitor") -> float:

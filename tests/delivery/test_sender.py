@@ -1,9 +1,11 @@
 """The delivery engine end to end: the real app, a real SQLite queue, a fake BigPanda on loopback.
 
-These tests prove the "Done when" list of issue 3 (faults, permanent errors,
-full queue, ordering, 413, slow fake, OIM) plus the smaller sender promises.
-They wait for outcomes with ``FakeBigPanda.wait_for`` or a polling deadline,
-never a fixed sleep.
+These tests prove the sender's promises (faults, permanent errors, full
+queue, ordering, 413, slow fake, OIM). The app runs on the shared fake clock
+(``tests/conftest.py``), so backoffs, ``Retry-After`` and linger take a
+fraction of their length, and timing assertions read that clock. They
+wait for outcomes with ``FakeBigPanda.wait_for`` or a polling deadline, never
+a fixed sleep.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from prometheus_client import CollectorRegistry
 from forwarder.web.keys import QUEUE
 from tests.conftest import APP_KEY, TOKEN, example, forwarder_cli, target_config, write_config
 from tests.fakes.bigpanda import OIM_PATH, FakeBigPanda, FaultPlan
+from tests.fakes.clock import FakeClock
 
 Client = TestClient[web.Request, web.Application]
 ClientFactory = Callable[..., Awaitable[Client]]
@@ -543,14 +546,17 @@ class Answered:
 
     status: int
     alerts: list[dict[str, Any]]
-    at: float  # time.monotonic()
+    at: float  # the forwarder's clock, monotonic
 
 
 class ScriptedBigPanda:
     """A loopback server answering a fixed script of statuses (then 201), recording each request."""
 
-    def __init__(self, script: list[int], headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, script: list[int], clock: FakeClock, headers: dict[str, str] | None = None
+    ) -> None:
         self.script = list(script)
+        self.clock = clock
         self.headers = headers or {}  # sent with every scripted (non-201) answer
         self.log: list[Answered] = []
         self.changed = asyncio.Event()
@@ -574,7 +580,7 @@ class ScriptedBigPanda:
     async def handle(self, request: web.Request) -> web.Response:
         alerts: list[dict[str, Any]] = (await request.json())["alerts"]
         status = self.script.pop(0) if self.script else 201
-        self.log.append(Answered(status, alerts, time.monotonic()))
+        self.log.append(Answered(status, alerts, self.clock.monotonic()))
         self.changed.set()
         headers = self.headers if status != 201 else {}
         return web.json_response({"status": status}, status=status, headers=headers)
@@ -594,12 +600,12 @@ ScriptedFactory = Callable[..., Awaitable[ScriptedBigPanda]]
 
 
 @pytest.fixture
-async def scripted() -> AsyncIterator[ScriptedFactory]:
+async def scripted(clock: FakeClock) -> AsyncIterator[ScriptedFactory]:
     """Start :class:`ScriptedBigPanda` servers; all are stopped at teardown."""
     servers: list[ScriptedBigPanda] = []
 
     async def factory(script: list[int], headers: dict[str, str] | None = None) -> ScriptedBigPanda:
-        server = ScriptedBigPanda(script, headers)
+        server = ScriptedBigPanda(script, clock, headers)
         await server.start()
         servers.append(server)
         return server
@@ -626,7 +632,7 @@ async def test_a_split_batch_never_lets_newer_states_overtake_older_ones(
 
 @pytest.mark.parametrize("form", ["seconds", "http-date"])
 async def test_retry_after_holds_the_target_back(
-    make_client: ClientFactory, scripted: ScriptedFactory, form: str
+    make_client: ClientFactory, scripted: ScriptedFactory, clock: FakeClock, form: str
 ) -> None:
     """A 429's Retry-After (seconds or HTTP date) delays the next request at least that long."""
     if form == "seconds":
@@ -634,7 +640,8 @@ async def test_retry_after_holds_the_target_back(
     else:
         # An HTTP date has whole seconds: round up, so the date is at least two
         # seconds ahead when sent and well over one when the daemon reads it.
-        ahead = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+        now = datetime.fromtimestamp(clock.time(), UTC)
+        ahead = now.replace(microsecond=0) + timedelta(seconds=3)
         retry_after = format_datetime(ahead, usegmt=True)
         at_least = 1.0
     server = await scripted([429], {"Retry-After": retry_after})

@@ -18,7 +18,7 @@ from tests.fakes.bigpanda import NO_ANSWER, FakeBigPanda, FaultPlan
 TOKEN = "secret-token"
 KEY = "app-key-1"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def alert(check: str = "cpu", **fields: Any) -> dict[str, Any]:
