@@ -147,7 +147,10 @@ class FakeBigPanda:
         self._changed = asyncio.Event()
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
+        self._site: web.BaseSite | None = None
+        # While "down", the port stays bound without listening: connections are refused,
+        # and no other socket (a client's ephemeral port, say) can take it meanwhile.
+        self._reserved: socket.socket | None = None
         self._host = "127.0.0.1"
         self._port = 0
 
@@ -174,6 +177,9 @@ class FakeBigPanda:
         if self._runner is not None:
             await self._runner.cleanup()
         self._runner = self._site = None
+        if self._reserved is not None:
+            self._reserved.close()
+            self._reserved = None
 
     async def stop_listening(self) -> None:
         """Simulate an outage: close the listening socket and every open connection.
@@ -185,6 +191,10 @@ class FakeBigPanda:
             return
         await self._site.stop()
         self._site = None
+        reserved = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        reserved.bind((self._host, self._port))
+        self._reserved = reserved
         server = self._runner.server if self._runner else None
         for conn in server.connections if server else []:
             conn.force_close()
@@ -195,7 +205,13 @@ class FakeBigPanda:
             raise RuntimeError("FakeBigPanda.start() was not called")
         if self._site is not None:
             return
-        self._site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
+        if self._reserved is not None:
+            sock, self._reserved = self._reserved, None
+            sock.listen(128)
+            sock.setblocking(False)
+            self._site = web.SockSite(self._runner, sock)
+        else:
+            self._site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
         await self._site.start()
         if self._port == 0:
             self._port = int(self._runner.addresses[0][1])
