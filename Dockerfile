@@ -29,8 +29,11 @@ WORKDIR /src
 # to build the wheel.
 COPY pyproject.toml README.md ./
 COPY forwarder/ ./forwarder/
+# The "postgres" extra (asyncpg) lets one image serve both queue backends
+# (queue.backend: sqlite | postgres); it adds about 12 MB installed.
 RUN /opt/forwarder/bin/pip wheel --no-deps --wheel-dir /tmp/wheels . \
- && /opt/forwarder/bin/pip install /tmp/wheels/*.whl \
+ && /opt/forwarder/bin/pip install "$(ls /tmp/wheels/forwarder-*.whl)[postgres]" \
+ && /opt/forwarder/bin/python -c "import asyncpg" \
  && /opt/forwarder/bin/forwarder --help >/dev/null
 
 # ---------------------------------------------------------------- runtime
@@ -62,6 +65,7 @@ USER 10001:10001
 WORKDIR /var/lib/forwarder
 
 # The SQLite spool. Without a volume, queued alerts are lost with the container.
+# (With queue.backend: postgres the queue is in the database; no volume needed.)
 VOLUME ["/var/lib/forwarder"]
 EXPOSE 9095
 

@@ -7,14 +7,20 @@
 #   promtool          check rules + unit tests of deploy/prometheus
 #   hadolint          Dockerfile lint
 #   ShellCheck        lint of the shell scripts under deploy/
+#   python3           the spool volume of the Kubernetes manifest fits queue.max_bytes
 # Exit status is non-zero when any check that ran failed.
 #
-# Usage: deploy/check.sh        (PYTHON=/path/to/python to pick the interpreter)
+# Usage: deploy/check.sh        (PYTHON=/path/to/python to pick the interpreter; by
+#                                default the project's .venv when there is one)
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root" || exit 2
+if [[ -z "${PYTHON:-}" && -x "$root/.venv/bin/python" ]]; then
+    PYTHON="$root/.venv/bin/python"
+fi
 PYTHON="${PYTHON:-python3}"
+echo "using $PYTHON (set PYTHON=/path/to/venv/bin/python to choose another)"
 failed=0
 
 run() { # run NAME COMMAND...
@@ -55,24 +61,54 @@ run "kapacitor.conf.snippet is TOML" "$PYTHON" -c \
 if "$PYTHON" -c 'import forwarder.cli, yaml' 2>/dev/null; then
     # shellcheck disable=SC2329  # called through run()
     check_configmap() {
-        local tmp rc
+        local manifest="$1" tmp rc
         tmp="$(mktemp -d)"
-        "$PYTHON" - "$tmp/forwarder.yaml" <<'PY' || { rm -rf "$tmp"; return 1; }
+        "$PYTHON" - "$manifest" "$tmp/forwarder.yaml" <<'PY' || { rm -rf "$tmp"; return 1; }
 import sys, yaml
-docs = yaml.safe_load_all(open("deploy/kubernetes/kapacitor-with-forwarder.yaml"))
+docs = yaml.safe_load_all(open(sys.argv[1]))
 cm = next(d for d in docs if d and d.get("kind") == "ConfigMap")
-open(sys.argv[1], "w").write(cm["data"]["forwarder.yaml"])
+open(sys.argv[2], "w").write(cm["data"]["forwarder.yaml"])
 PY
+        # The central manifest reads its DSN from a Secret; any well-formed one checks it
+        # (check-config does not connect without --connect).
         env -u BIGPANDA_TOKEN -u BIGPANDA_APP_KEY -u FORWARDER_INGEST_TOKEN \
             FORWARDER_LISTEN=0.0.0.0:9095 FORWARDER_DATA_DIR="$tmp" \
+            FORWARDER_QUEUE_DSN=postgresql://forwarder@db.example:5432/forwarder \
             "$PYTHON" -m forwarder check-config --config "$tmp/forwarder.yaml"
         rc=$?
         rm -rf "$tmp"
         return "$rc"
     }
-    run "kubernetes ConfigMap forwarder.yaml (check-config)" check_configmap
+    run "kubernetes ConfigMap forwarder.yaml (check-config)" \
+        check_configmap deploy/kubernetes/kapacitor-with-forwarder.yaml
+    run "kubernetes central ConfigMap forwarder.yaml (check-config)" \
+        check_configmap deploy/kubernetes/central/forwarder-central.yaml
 else
-    skip "kubernetes ConfigMap forwarder.yaml" "forwarder not importable by $PYTHON"
+    skip "kubernetes ConfigMap forwarder.yaml" "forwarder not importable by $PYTHON; create .venv (python3.11 -m venv .venv && .venv/bin/pip install -e .) or set PYTHON"
+fi
+
+# --- the spool volume holds what queue.max_bytes lets the queue write
+if "$PYTHON" -c 'import yaml' 2>/dev/null; then
+    run "kubernetes spool volume fits queue.max_bytes" "$PYTHON" - <<'PY'
+import re, sys, yaml
+UNITS = {"": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+def size(text):
+    number, unit = re.fullmatch(r"(\d+)([KMG]i(?:B)?)?", str(text)).groups()
+    return int(number) * UNITS[unit or ""]
+docs = [d for d in yaml.safe_load_all(open("deploy/kubernetes/kapacitor-with-forwarder.yaml")) if d]
+cm = next(d for d in docs if d.get("kind") == "ConfigMap")
+pvc = next(d for d in docs if d.get("kind") == "PersistentVolumeClaim"
+           and d["metadata"]["name"] == "forwarder-spool")
+max_bytes = size(yaml.safe_load(cm["data"]["forwarder.yaml"])["queue"]["max_bytes"])
+volume = size(pvc["spec"]["resources"]["requests"]["storage"])
+# On disk an alert takes up to 2x its payload; plus the free-space reserve (64 MiB),
+# the ballast (16 MiB) and the WAL between checkpoints (a few MiB): README "Limits".
+need = 2 * max_bytes + 96 * 2**20
+if need > volume:
+    sys.exit(f"queue.max_bytes={max_bytes} needs {need} bytes of volume, the PVC has {volume}")
+PY
+else
+    skip "kubernetes spool volume" "PyYAML not installed for $PYTHON"
 fi
 
 # --- systemd

@@ -10,10 +10,12 @@ event into an :class:`Outgoing` alert; the queue hands it back as an
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
+
+from forwarder import jsonio
 
 
 class Level(enum.StrEnum):
@@ -171,6 +173,12 @@ class Entry:
         return Identity.from_key(self.identity).check
 
 
+# The columns a backend selects for :meth:`DeadLetter.from_row`, in order.
+DEAD_LETTER_COLUMNS: Final = (
+    "id, target, reason, status, attempts, created, failed_at, payload, response, last_error"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """One alert that will not be delivered without an operator's help."""
@@ -186,6 +194,34 @@ class DeadLetter:
     alert: dict[str, Any]
     response: str | None
     last_error: str | None
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> DeadLetter:
+        """A dead letter from a stored row in :data:`DEAD_LETTER_COLUMNS` order (any backend).
+
+        A payload that is not a JSON object (it never should be) shows as an
+        empty alert rather than failing the whole listing.
+        """
+        try:
+            alert = jsonio.loads(bytes(row[7]))
+        except ValueError:
+            alert = {}
+        if not isinstance(alert, dict):
+            alert = {}
+        check = alert.get("check")
+        return cls(
+            id=row[0],
+            target=row[1],
+            reason=row[2],
+            status=row[3],
+            attempts=row[4],
+            created=row[5],
+            failed_at=row[6],
+            check=check if isinstance(check, str) else "",
+            alert=alert,
+            response=row[8],
+            last_error=row[9],
+        )
 
     def summary(self, now: float) -> dict[str, Any]:
         """The fields of a listing line, JSON-ready (no payload, no app key)."""

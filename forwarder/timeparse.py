@@ -64,7 +64,6 @@ def from_unix_ns(value: int) -> datetime:
     return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
 
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)$")
 _DURATION_UNIT = {
     "ns": 1e-9,
     "us": 1e-6,
@@ -75,6 +74,11 @@ _DURATION_UNIT = {
     "h": 3600.0,
     "d": 86400.0,
 }
+# Every unit, for error messages: "ns, us, µs, ms, s, m, h, d".
+DURATION_UNITS = ", ".join(_DURATION_UNIT)
+# Longest units first in the alternation, so "ms" is not read as "m" then "s".
+_UNIT_RE = "|".join(sorted(_DURATION_UNIT, key=len, reverse=True))
+_DURATION = re.compile(rf"^(\d+(?:\.\d+)?)({_UNIT_RE})$")
 
 
 def parse_duration(value: str) -> float:
@@ -84,12 +88,14 @@ def parse_duration(value: str) -> float:
     """
     text = value.strip()
     if not text:
-        raise ValueError("empty duration")
+        raise ValueError(f"empty duration (units: {DURATION_UNITS})")
     total = 0.0
-    for part in re.findall(r"\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h|d)|.+?", text):
+    for part in re.findall(rf"\d+(?:\.\d+)?(?:{_UNIT_RE})|.+?", text):
         m = _DURATION.match(part)
         if m is None:
-            raise ValueError(f"not a duration: {value!r} (write e.g. 250ms, 10s, 5m, 24h)")
+            raise ValueError(
+                f"not a duration: {value!r} (units: {DURATION_UNITS}; e.g. 250ms, 10s, 1h30m, 7d)"
+            )
         total += float(m.group(1)) * _DURATION_UNIT[m.group(2)]
     return total
 

@@ -29,6 +29,10 @@ from forwarder.web.app import create_app
 from tests.fakes.bigpanda import FakeBigPanda
 from tests.fakes.clock import FakeClock
 
+# The real PostgreSQL server fixtures (``postgres_server``, ``postgres_dsn``), for every
+# test that needs the shared-queue backend.
+pytest_plugins = ("tests.pg.fixtures",)
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 TOKEN = "test-token-5f0c2b9e8d"

@@ -20,6 +20,10 @@ FIGURES = (
     "RSS idle MiB",
     "RSS with alerts queued, target down MiB",
     "cold start to /-/ready ms",
+    "pg ingest alerts/s",
+    "pg ratio/ceiling",
+    "pg e2e delivered alerts/s",
+    "pg cold start to /-/ready ms",
 )
 
 

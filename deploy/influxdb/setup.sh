@@ -18,6 +18,11 @@
 #   RULE_NAME               rule name                             (default "forwarder: check status changes")
 #   RULE_EVERY              how often the rule runs               (default 1m)
 #   RULE_LEVELS             levels to notify on, space-separated  (default "CRIT WARN INFO OK")
+#   RULE_PREVIOUS_LEVEL     previousLevel of each status rule     (default ANY)
+#                           ANY: notify only when a series changes to a level (InfluxDB then
+#                           uses monitor.stateChanges). Empty: notify every status at those
+#                           levels on every run (a filter on _level): with OK included, one
+#                           notification per healthy series per RULE_EVERY.
 #
 # Example:
 #   INFLUX_TOKEN=... INFLUX_ORG=my-org FORWARDER_INGEST_TOKEN=... ./setup.sh
@@ -31,7 +36,8 @@ set -euo pipefail
 : "${RULE_NAME:=forwarder: check status changes}"
 : "${RULE_EVERY:=1m}"
 : "${RULE_LEVELS:=CRIT WARN INFO OK}"
-export INFLUX_HOST INFLUX_TOKEN FORWARDER_URL FORWARDER_INGEST_TOKEN ENDPOINT_NAME RULE_NAME RULE_EVERY RULE_LEVELS
+: "${RULE_PREVIOUS_LEVEL=ANY}" # no colon: an empty value is kept (every status, every run)
+export INFLUX_HOST INFLUX_TOKEN FORWARDER_URL FORWARDER_INGEST_TOKEN ENDPOINT_NAME RULE_NAME RULE_EVERY RULE_LEVELS RULE_PREVIOUS_LEVEL
 
 api() { # api METHOD PATH [JSON-BODY] -> prints the response body; fails on HTTP >= 400
     local method=$1 path=$2 body=${3:-} out status
@@ -105,10 +111,28 @@ resp="$(api GET "/api/v2/notificationRules?orgID=${INFLUX_ORG_ID}&limit=100")"
 existing_rule="$(json 'next((r["id"] for r in d.get("notificationRules", []) if r.get("name") == os.environ["RULE_NAME"]), "")' <<<"$resp")"
 if [[ -n "$existing_rule" ]]; then
     echo "notification rule '${RULE_NAME}' (${existing_rule}) already exists; left unchanged"
+    # A rule made by an older setup.sh has status rules without previousLevel: it sends
+    # every status on every run. Say so rather than change a rule someone may have edited.
+    every_run="$(json 'any(not s.get("previousLevel") for r in d.get("notificationRules", []) if r.get("name") == os.environ["RULE_NAME"] for s in r.get("statusRules", []))' <<<"$resp")"
+    if [[ "$every_run" == "True" && -n "$RULE_PREVIOUS_LEVEL" ]]; then
+        echo "setup.sh: warning: that rule has status rules without previousLevel, so it sends" \
+            "every status on every run; to send only changes, delete it" \
+            "(curl -X DELETE ${INFLUX_HOST%/}/api/v2/notificationRules/${existing_rule}" \
+            "-H 'Authorization: Token ...') and run setup.sh again" >&2
+    fi
 else
     rule_body="$(python3 - <<'PY'
 import json, os
 levels = os.environ["RULE_LEVELS"].split()
+previous = os.environ["RULE_PREVIOUS_LEVEL"]
+# InfluxDB turns a status rule into Flux (notification/rule/rule.go): with only
+# currentLevel, a filter on _level, so every status at that level is sent on every
+# run; with previousLevel, monitor.stateChanges(fromLevel, toLevel), so only a change
+# into that level is sent (ANY: from any other level).
+status_rules = [
+    {"currentLevel": level, **({"previousLevel": previous} if previous else {})}
+    for level in levels
+]
 print(json.dumps({
     "orgID": os.environ["INFLUX_ORG_ID"],
     "name": os.environ["RULE_NAME"],
@@ -118,13 +142,18 @@ print(json.dumps({
     "endpointID": os.environ["endpoint_id"],
     "every": os.environ["RULE_EVERY"],
     "offset": "0s",
-    # One status rule per level: notify whenever a check changes to that level.
-    "statusRules": [{"currentLevel": level} for level in levels],
+    # One status rule per level.
+    "statusRules": status_rules,
     "tagRules": [],
 }))
 PY
 )"
     resp="$(api POST /api/v2/notificationRules "$rule_body")"
     rule_id="$(json 'd["id"]' <<<"$resp")"
-    echo "created notification rule '${RULE_NAME}' (${rule_id}): every ${RULE_EVERY}, levels ${RULE_LEVELS}"
+    if [[ -n "$RULE_PREVIOUS_LEVEL" ]]; then
+        sends="changes from ${RULE_PREVIOUS_LEVEL} to ${RULE_LEVELS}"
+    else
+        sends="every status at ${RULE_LEVELS}, every run"
+    fi
+    echo "created notification rule '${RULE_NAME}' (${rule_id}): every ${RULE_EVERY}, sends ${sends}"
 fi

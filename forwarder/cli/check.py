@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from typing import Any
 
-from forwarder.cli.common import EXIT_OK, load
+from forwarder.cli.common import EXIT_ERROR, EXIT_OK, err, load
+from forwarder.cli.queue_open import QUEUE_OPEN_ERRORS, describe_queue, open_failure, where
+from forwarder.config import Config
+from forwarder.obs.logs import Redactor
+from forwarder.queue import create_queue
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -16,17 +21,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"  listen:  {'https' if s.tls else 'http'}://{s.host}:{s.port}"
         f"  max_body_bytes={s.max_body_bytes}  auth={'on' if s.auth else 'off'}"
     )
-    print(
-        f"  queue:   {config.queue.path} (synchronous={config.queue.synchronous},"
-        f" max_events={config.queue.max_events}, max_bytes={config.queue.max_bytes})"
-    )
+    print(f"  queue:   {describe_queue(config.queue)}")
     print(
         f"  batch:   max_alerts={config.batch.max_alerts} linger={config.batch.linger:g}s;"
         f" retry initial={config.retry.initial:g}s max={config.retry.max:g}s"
         f" max_age={config.retry.max_age:g}s"
     )
     for t in config.targets.values():
-        creds = "credentials set" if t.has_credentials else "NO credentials (dry-run)"
+        if t.kind == "log":
+            creds = "writes alerts to the log, needs no credentials"
+        else:
+            creds = "credentials set" if t.has_credentials else "NO credentials (dry-run)"
         where = f" {_safe_url(t.url)}" if t.kind != "log" else ""
         print(
             f"  target:  {t.name} ({t.kind}{where}) {creds}, rate_limit={t.rate_limit:g}/s,"
@@ -37,6 +42,34 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"  route:   {r.name} -> {r.target} ({match})")
     if config.unconfigured_targets:
         print("  mode:    DRY-RUN (alerts are logged, not sent)")
+        print(f"           to send, set: {', '.join(config.empty_credentials())}")
+    if getattr(args, "connect", False):
+        return asyncio.run(_connect(config))
+    return EXIT_OK
+
+
+async def _connect(config: Config) -> int:
+    """Open the queue without taking it over (as ``dlq`` does) and say how that went."""
+    redactor = Redactor()
+    redactor.set_secrets(config.secrets())
+    queue = create_queue(config.queue, admin=True)
+    try:
+        await queue.open()
+    except FileNotFoundError:  # reached, but no queue there yet (QueueMissing)
+        print(f"  connect: no queue at {where(config.queue)} yet; `forwarder run` creates it")
+        return EXIT_OK
+    except QUEUE_OPEN_ERRORS as exc:
+        err(open_failure(config.queue, exc, redactor))
+        return EXIT_ERROR
+    try:
+        stats = await queue.stats()
+    finally:
+        await queue.close()
+    print(
+        f"  connect: OK, {config.queue.backend} queue opened"
+        f" ({stats.events} queued,"
+        f" {sum(t.dead_letters for t in stats.targets.values())} dead letters)"
+    )
     return EXIT_OK
 
 

@@ -24,13 +24,18 @@ def config_path(args: argparse.Namespace) -> Path:
     return Path(env) if env else DEFAULT_CONFIG_PATH
 
 
-def load(args: argparse.Namespace) -> Config:
-    """The config, with its templates compiled (a syntax error is a config error)."""
-    config = load_config(config_path(args))
+def load(args: argparse.Namespace, *, require_credentials: bool = True) -> Config:
+    """The config, with its templates compiled (a syntax error is a config error).
+
+    ``require_credentials=False`` is for commands that never send (``render``):
+    no BigPanda token or app key is needed, not even an unset ``${VAR}`` for one.
+    """
+    config = load_config(config_path(args), require_credentials=require_credentials)
     build_runtime(config)
     return config
 
 
 def err(message: str) -> None:
-    """``forwarder: error: message`` on stderr."""
-    print(f"forwarder: error: {message}", file=sys.stderr)
+    """``forwarder: error: message`` on stderr, always one line."""
+    text = " ".join(message.split("\n")).replace("\r", " ")
+    print(f"forwarder: error: {text}", file=sys.stderr)

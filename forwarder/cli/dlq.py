@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from forwarder import jsonio
 from forwarder.cli.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, config_path, err
+from forwarder.cli.queue_open import QUEUE_OPEN_ERRORS, open_failure
 from forwarder.cli.render import pretty
 from forwarder.config import QueueConfig, load_config
 from forwarder.obs.logs import Redactor
@@ -22,7 +23,8 @@ from forwarder.timeparse import parse_duration
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
-    config = load_config(config_path(args))
+    # The dead-letter commands never send: no BigPanda credentials needed.
+    config = load_config(config_path(args), require_credentials=False)
     # BigPanda's stored answers may echo a secret; they pass the redactor.
     redactor = Redactor()
     redactor.set_secrets(config.secrets())
@@ -35,6 +37,9 @@ async def _run(args: argparse.Namespace, cfg: QueueConfig, redactor: Redactor) -
         await queue.open()
     except FileNotFoundError as exc:
         err(f"{exc} (has the daemon ever run with this config?)")
+        return EXIT_ERROR
+    except QUEUE_OPEN_ERRORS as exc:
+        err(open_failure(cfg, exc, redactor))
         return EXIT_ERROR
     try:
         return await _DLQ[args.dlq_command](queue.dead_letters, args, redactor)

@@ -1,4 +1,11 @@
-"""``forwarder render``: the BigPanda alerts an event would become, without sending them."""
+"""``forwarder render``: the BigPanda alerts an event would become, without sending them.
+
+Exit codes: 0 when every alert would be accepted, 1 for an error (bad event,
+template failure), and 2 when some alert would be refused by BigPanda (no
+primary property, invalid status, no app key): the alerts are still printed,
+with one warning per refused alert on stderr. Nothing is sent, so no token is
+used.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +18,14 @@ from typing import Any
 from forwarder import jsonio
 from forwarder.cli.common import EXIT_ERROR, EXIT_OK, err, load
 from forwarder.ingest.errors import ParseError
-from forwarder.pipeline import StageError
-from forwarder.web.runtime import build_runtime
+from forwarder.pipeline import Pipeline, StageError
+
+# Some alert would be refused by BigPanda (and dead-lettered by the daemon).
+EXIT_REFUSED = 2
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    config = load(args)
+    config = load(args, require_credentials=False)  # render never sends: no token needed
     try:
         raw = sys.stdin.buffer.read() if args.event == "-" else Path(args.event).read_bytes()
     except OSError as exc:
@@ -30,14 +39,16 @@ def cmd_render(args: argparse.Namespace) -> int:
     source = args.source or (
         "influxdb" if isinstance(doc, dict) and "_level" in doc else "kapacitor"
     )
-    pipeline = build_runtime(config).pipeline
     try:
-        alerts = pipeline.render(source, doc, task=args.task)
+        preview = Pipeline(config).render(source, doc, task=args.task)
     except (ParseError, StageError) as exc:
         err(f"{args.event}: {exc.message}")
         return EXIT_ERROR
+    alerts = preview.alerts
     print(jsonio.dumps_str(alerts) if args.compact else pretty(alerts))
-    return EXIT_OK
+    for warning in preview.warnings:
+        print(f"forwarder: warning: {args.event}: {warning}", file=sys.stderr)
+    return EXIT_REFUSED if preview.warnings else EXIT_OK
 
 
 def pretty(obj: Any) -> str:

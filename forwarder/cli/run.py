@@ -20,12 +20,13 @@ from aiohttp.abc import AbstractAccessLogger
 from forwarder import __version__
 from forwarder.cli import sdnotify
 from forwarder.cli.common import EXIT_ERROR, EXIT_OK, err, load
+from forwarder.cli.queue_open import QUEUE_OPEN_ERRORS, open_failure, where
 from forwarder.config import Config, ConfigError
 from forwarder.obs import logs
 from forwarder.obs.logs import Redactor
-from forwarder.queue import QueueLocked
 from forwarder.web.app import create_app
 from forwarder.web.keys import RELOADER
+from forwarder.web.server import Runner
 
 # aiohttp has no header-read timeout; an idle or trickling connection is
 # closed after this long (aiohttp 3.14's default is an hour).
@@ -36,7 +37,7 @@ async def serve(config: Config, *, dry_run: bool, redactor: Redactor) -> int:
     """Run the daemon until SIGTERM/SIGINT; reload on SIGHUP."""
     log = logs.get_logger()
     app = create_app(config, dry_run=dry_run, redactor=redactor)
-    runner = web.AppRunner(
+    runner = Runner(
         app,
         handle_signals=False,
         access_log=logging.getLogger("forwarder.access") if config.server.access_log else None,
@@ -48,11 +49,10 @@ async def serve(config: Config, *, dry_run: bool, redactor: Redactor) -> int:
     )
     try:
         await runner.setup()
-    except QueueLocked as exc:
-        err(str(exc))
-        return EXIT_ERROR
-    except OSError as exc:
-        err(f"cannot open the queue at {config.queue.path}: {exc}")
+    except QUEUE_OPEN_ERRORS as exc:
+        # One line (naming the queue, the other daemon's PID, the fix), never a traceback.
+        err(open_failure(config.queue, exc, redactor))
+        await runner.cleanup()
         return EXIT_ERROR
     ssl_ctx: ssl.SSLContext | None = None
     if config.server.tls is not None:
@@ -103,7 +103,7 @@ async def serve(config: Config, *, dry_run: bool, redactor: Redactor) -> int:
         version=__version__,
         listen=f"{scheme}://{config.server.host}:{config.server.port}",
         config=str(config.source_path),
-        queue=str(config.queue.path),
+        queue=where(config.queue),
         targets=sorted(config.targets),
         dry_run=dry_run or bool(config.unconfigured_targets),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -10,7 +11,7 @@ from urllib.parse import urlsplit
 from forwarder.config.errors import ConfigError
 from forwarder.jsonio import kind_of
 from forwarder.model import Level
-from forwarder.timeparse import parse_duration, parse_size
+from forwarder.timeparse import DURATION_UNITS, parse_duration, parse_size
 
 T = TypeVar("T")
 
@@ -49,9 +50,12 @@ class Section:
         return conv(value, self.key(name))
 
     def finish(self) -> None:
+        """Refuse the first key nobody read, suggesting the closest one that is valid."""
         unknown = sorted(set(self.node) - self._seen)
         if unknown:
-            raise ConfigError(self.key(unknown[0]), "unknown key")
+            close = difflib.get_close_matches(unknown[0], sorted(self._seen), n=1, cutoff=0.6)
+            hint = f" (did you mean `{close[0]}`?)" if close else ""
+            raise ConfigError(self.key(unknown[0]), f"unknown key{hint}")
 
 
 def kind(value: Any) -> str:
@@ -108,7 +112,9 @@ def as_duration(minimum: float = 0.0) -> Callable[[Any, str], float]:
     def conv(value: Any, path: str) -> float:
         if not isinstance(value, str):
             raise ConfigError(
-                path, f"must be a duration with a unit such as 250ms or 10s, got {value!r}"
+                path,
+                f"must be a duration with a unit ({DURATION_UNITS}) such as 250ms or 10s,"
+                f" got {value!r}",
             )
         try:
             seconds = parse_duration(value)
@@ -122,6 +128,15 @@ def as_duration(minimum: float = 0.0) -> Callable[[Any, str], float]:
 
 
 def as_size(value: Any, path: str) -> int:
+    """A size above 0: bytes as an integer, or with a unit (``512KiB``, ``1MiB``)."""
+    size = as_size_or_zero(value, path)
+    if size == 0:
+        raise ConfigError(path, "must be above 0")
+    return size
+
+
+def as_size_or_zero(value: Any, path: str) -> int:
+    """A size, where 0 turns the feature off."""
     if isinstance(value, bool):
         raise ConfigError(path, "must be a size such as 1048576 or 1MiB")
     if isinstance(value, int):
@@ -133,8 +148,8 @@ def as_size(value: Any, path: str) -> int:
             raise ConfigError(path, str(exc)) from None
     else:
         raise ConfigError(path, f"must be a size such as 1048576 or 1MiB, got {kind(value)}")
-    if size <= 0:
-        raise ConfigError(path, "must be above 0")
+    if size < 0:
+        raise ConfigError(path, "must be 0 or more")
     return size
 
 

@@ -12,10 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal, get_args
 
-from forwarder.config.secrets import Secret
+from forwarder.config.secrets import EMPTY_SECRET, Secret, dsn_passwords
 from forwarder.model import Level
 
 DEFAULT_CONFIG_PATH: Final = Path("config/forwarder.yaml")
+# The queue file's folder when neither queue.path, $FORWARDER_DATA_DIR nor
+# $STATE_DIRECTORY (systemd's StateDirectory=) says otherwise; relative to the config.
+DEFAULT_DATA_DIR: Final = "data"
+QUEUE_FILE: Final = "queue.db"
 DEFAULT_V2_URL: Final = "https://api.bigpanda.io/data/v2/alerts"
 DEFAULT_OIM_URL: Final = "https://integrations.bigpanda.io/oim/api/alerts"
 
@@ -93,17 +97,32 @@ class IngestConfig:
 
 Synchronous = Literal["full", "normal", "off"]
 SYNCHRONOUS: Final[tuple[Synchronous, ...]] = get_args(Synchronous)
+QueueBackend = Literal["sqlite", "postgres"]
+QUEUE_BACKENDS: Final[tuple[QueueBackend, ...]] = get_args(QueueBackend)
 
 
 @dataclass(frozen=True)
 class QueueConfig:
-    """The durable on-disk queue."""
+    """The durable queue: an embedded SQLite file, or a shared PostgreSQL database.
 
-    path: Path
+    ``path``, ``synchronous``, ``reserve_bytes`` and ``ballast_bytes`` apply to
+    SQLite only, ``dsn`` to PostgreSQL
+    only; the loader refuses a key the chosen backend does not use.
+    """
+
+    path: Path = Path(DEFAULT_DATA_DIR, QUEUE_FILE)
     max_events: int = 1_000_000
     max_bytes: int = 1024**3
     synchronous: Synchronous = "full"
     lease_timeout: float = 120.0
+    backend: QueueBackend = "sqlite"
+    # A libpq connection string or postgresql:// URL; its password is a secret.
+    dsn: Secret = EMPTY_SECRET
+    # SQLite: free space the ingest leaves for delivery (503 below it), and the
+    # ballast file given back when the disk fills (0: none). Each is capped at
+    # a fraction of the volume, so a small disk is not all reserve.
+    reserve_bytes: int = 64 * 1024**2
+    ballast_bytes: int = 16 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -224,15 +243,36 @@ class Config:
     log: LogConfig
     source_path: Path | None = None
     digest: str = ""
+    # Key path -> the environment variables its value was expanded from, so an
+    # error about an empty value can say which variable was empty.
+    env_refs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def unconfigured_targets(self) -> list[str]:
         """Targets that send to BigPanda but have neither token nor app key."""
         return [t.name for t in self.targets.values() if t.kind != "log" and not t.has_credentials]
 
+    def origin(self, key_path: str) -> str:
+        """``key_path``, plus `` (from ${VAR})`` when its value came from the environment."""
+        return key_path + env_suffix(self.env_refs, key_path)
+
+    def empty_credentials(self) -> list[str]:
+        """What to set to leave dry-run: each empty credential of a target without any.
+
+        One entry per empty key, as :meth:`origin` spells it, e.g.
+        ``targets.bigpanda.token (from ${BIGPANDA_TOKEN})``. Empty when every
+        BigPanda target has credentials (or there is none).
+        """
+        out: list[str] = []
+        for name in self.unconfigured_targets:
+            out.append(self.origin(f"targets.{name}.token"))
+            if not any(r.app_key for r in self.routes if r.target == name):
+                out.append(self.origin(f"targets.{name}.app_key"))
+        return out
+
     def secrets(self) -> list[str]:
         """Every secret value in this config, for the log redactor."""
-        out: list[str] = []
+        out: list[str] = list(dsn_passwords(self.queue.dsn.reveal()))
         for t in self.targets.values():
             out += [t.token.reveal(), t.app_key.reveal()]
         for r in self.routes:
@@ -244,6 +284,12 @@ class Config:
             if auth.basic is not None:
                 out.append(auth.basic.password.reveal())
         return [s for s in out if s]
+
+
+def env_suffix(env_refs: Mapping[str, tuple[str, ...]], key_path: str) -> str:
+    """`` (from ${VAR})`` naming the variables ``key_path`` was expanded from, or nothing."""
+    names = env_refs.get(key_path, ())
+    return f" (from {', '.join('${' + n + '}' for n in names)})" if names else ""
 
 
 def iter_route_mappings(cfg: Config) -> Iterator[tuple[str, MappingConfig]]:

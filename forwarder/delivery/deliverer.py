@@ -14,6 +14,7 @@ from forwarder.delivery.sender import TargetSender
 from forwarder.delivery.transport import HTTPTransport, LogTransport, Transport
 from forwarder.obs.logs import get_logger
 from forwarder.obs.metrics import Metrics
+from forwarder.obs.replica import replica_id
 from forwarder.queue import Queue
 
 
@@ -27,10 +28,13 @@ class Deliverer:
         *,
         force_dry_run: bool,
         clock: Clock = SYSTEM_CLOCK,
+        replica: str | None = None,
     ) -> None:
         self.queue = queue
         self.metrics = metrics
         self.clock = clock
+        self.replica = replica_id() if replica is None else replica
+        metrics.replica_info.labels(self.replica).set(1)
         self.force_dry_run = force_dry_run
         self.dry_run = force_dry_run
         self.senders: dict[str, TargetSender] = {}
@@ -52,9 +56,11 @@ class Deliverer:
         if self.dry_run:
             self._log.warning(
                 "dry_run",
-                message="DRY-RUN: alerts are queued and written to this log, not sent to BigPanda",
+                message="DRY-RUN: alerts are queued, then each batch is written to this log"
+                " and removed from the queue; nothing is sent to BigPanda, and nothing is"
+                " kept to send later",
                 unconfigured_targets=config.unconfigured_targets,
-                hint="set BIGPANDA_TOKEN and BIGPANDA_APP_KEY (or the target's token and app_key)",
+                hint=dry_run_hint(config),
             )
         for name, tcfg in config.targets.items():
             sender = TargetSender(
@@ -67,9 +73,11 @@ class Deliverer:
                 lease_for=config.queue.lease_timeout,
                 clock=self.clock,
                 rng=rng,
+                replica=self.replica,
             )
             self.senders[name] = sender
             sender.start()
+        self._log.info("senders_started", replica=self.replica, targets=sorted(self.senders))
         stats = await self.queue.stats()
         for name in sorted(set(stats.targets) - set(config.targets)):
             count = stats.targets[name].events
@@ -96,12 +104,17 @@ class Deliverer:
         return {name: s.health for name, s in self.senders.items()}
 
     def describe(self) -> dict[str, Any]:
-        """Per-target state for the readiness answer."""
-        return {
-            name: {
-                "up": s.health.up,
-                "auth_failed": s.health.auth_failed,
-                "last_error": s.health.last_error,
-            }
-            for name, s in self.senders.items()
-        }
+        """Per-target state for the readiness answer: flags and the forwarder's own words."""
+        return {name: s.health.public() for name, s in self.senders.items()}
+
+
+def dry_run_hint(config: Config) -> str:
+    """What to change to leave dry-run, naming the keys actually empty in ``config``.
+
+    Each with the environment variable it was read from, when it was
+    (``targets.bigpanda.token (from ${BIGPANDA_TOKEN})``).
+    """
+    empty = config.empty_credentials()
+    if empty:
+        return "to send to BigPanda, set " + ", ".join(empty)
+    return "started with --dry-run; start without it to send to BigPanda"

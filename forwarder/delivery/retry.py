@@ -24,7 +24,8 @@ class Action(enum.Enum):
     DONE = "done"  # delivered (or deduplicated by BigPanda)
     RETRY = "retry"  # try again after a backoff
     DEAD_LETTER = "dead_letter"  # permanent: move to the dead-letter store
-    SPLIT = "split"  # 413: halve the batch and send the halves
+    SPLIT = "split"  # 413, 400, 422: halve the batch and send the halves
+    HOLD = "hold"  # 3xx: keep the batch queued and pause the target (a config problem)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,14 +37,19 @@ class Verdict:
 
 
 _DONE = Verdict(Action.DONE)
+_REDIRECT = Verdict(Action.HOLD, "redirect")
 # BigPanda answers 201 for a new event and 204 for a duplicate it dropped;
 # both mean "delivered" (Kapacitor's handler wrongly logs 204 as an error).
+# A 400 or 422 refuses the whole batch for what may be one bad alert in it:
+# the halves are sent, down to single alerts, so only the refused ones are
+# dead-lettered. A 413 is split the same way (one alert still too large is
+# dead-lettered as too_large).
 _STATUS_TABLE: Final[dict[int, Verdict]] = {
     200: _DONE,
     201: _DONE,
     202: _DONE,
     204: _DONE,
-    400: Verdict(Action.DEAD_LETTER, "clientError"),
+    400: Verdict(Action.SPLIT, "clientError"),
     401: Verdict(Action.DEAD_LETTER, "authError"),
     403: Verdict(Action.DEAD_LETTER, "authError"),
     404: Verdict(Action.DEAD_LETTER, "clientError"),
@@ -51,7 +57,7 @@ _STATUS_TABLE: Final[dict[int, Verdict]] = {
     409: Verdict(Action.DEAD_LETTER, "clientError"),
     410: Verdict(Action.DEAD_LETTER, "clientError"),
     413: Verdict(Action.SPLIT, "clientError"),
-    422: Verdict(Action.DEAD_LETTER, "clientError"),
+    422: Verdict(Action.SPLIT, "clientError"),
     429: Verdict(Action.RETRY, "rateLimited"),
     501: Verdict(Action.DEAD_LETTER, "serverError"),
 }
@@ -66,8 +72,12 @@ def classify_status(status: int) -> Verdict:
         return _DONE
     if 500 <= status < 600:
         return Verdict(Action.RETRY, "serverError")
-    # Other 4xx, and 1xx/3xx (redirects are not followed: a moved endpoint is
-    # a config problem an operator must see).
+    if 300 <= status < 400:
+        # Not followed (the token would go to another URL), and not the
+        # batch's fault: a moved endpoint is a config problem an operator
+        # must fix, like a refused token. Nothing is dead-lettered for it.
+        return _REDIRECT
+    # Other 4xx, and 1xx.
     return Verdict(Action.DEAD_LETTER, "clientError")
 
 

@@ -4,8 +4,14 @@ One :class:`TargetSender` per target runs a loop: wait out any backoff, wait
 for a batch to fill or linger out, take a rate-limit token, lease, and hand
 the batch to a delivery task (at most ``max_in_flight`` at once). A delivery
 ends in exactly one of: acknowledged (deleted from the queue), rescheduled
-(retryable failure, with backoff), split (413), or dead-lettered with a
-reason. Nothing is ever dropped.
+(retryable failure, with backoff), split (413, 400, 422), held (a redirect:
+given back to the queue while the target pauses), or dead-lettered with a
+reason. Nothing is ever dropped. A log target (dry-run) acknowledges a batch
+once it is written to the log: it is not kept for later sending.
+
+The sender decides which of these a batch came to (and splits it itself,
+since the halves are sent again); what each outcome does to the queue, the
+target's health, metrics and logs is :mod:`forwarder.delivery.outcome`.
 """
 
 from __future__ import annotations
@@ -13,23 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Final
 
 from forwarder.clock import SYSTEM_CLOCK, Clock
 from forwarder.config import BatchConfig, RetryConfig, TargetConfig
 from forwarder.delivery.health import TargetHealth
+from forwarder.delivery.outcome import Outcomes
 from forwarder.delivery.ratelimit import TokenBucket
-from forwarder.delivery.retry import (
-    Action,
-    Verdict,
-    backoff,
-    classify_exception,
-    classify_status,
-    parse_retry_after,
-)
+from forwarder.delivery.retry import Action, classify_exception, classify_status
 from forwarder.delivery.transport import LogTransport, Response, Transport
 from forwarder.model import Entry
 from forwarder.obs.logs import get_logger
@@ -40,15 +37,10 @@ from forwarder.queue import Queue
 # work another process queued (a replay by the CLI, another replica). One
 # cheap query.
 IDLE_POLL: Final = 1.0
-
-
-@dataclass(slots=True)
-class _Episode:
-    """A run of consecutive failures, so a retry storm logs once, not per attempt."""
-
-    started: float = 0.0
-    attempts: int = 0
-    errors: set[str] = field(default_factory=set)
+# How often a replica that does not send for a target tries to take it over.
+# A claim held by a dead replica is released by the database when its session
+# ends, so take-over takes at most this long after that.
+CLAIM_POLL: Final = 1.0
 
 
 class TargetSender:
@@ -66,9 +58,12 @@ class TargetSender:
         lease_for: float,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
+        replica: str = "",
     ) -> None:
         self.cfg = cfg
         self.name = cfg.name
+        self.replica = replica
+        self._sending = False  # whether this process holds the target's sender claim
         self.batch = batch
         self.retry = retry
         self.queue = queue
@@ -77,16 +72,23 @@ class TargetSender:
         self.lease_for = lease_for
         self.health = TargetHealth()
         self.clock = clock
-        self._rng = rng or random.Random()
         self._slots = asyncio.Semaphore(cfg.max_in_flight)
         self._bucket = TokenBucket(cfg.rate_limit, cfg.burst, clock=clock)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._wake = queue.new_work(cfg.name)
-        self._pause_until = 0.0  # monotonic
-        self._episode: _Episode | None = None
         self._log = get_logger(target=cfg.name)
         self._runner: asyncio.Task[None] | None = None
+        self._outcome = Outcomes(
+            cfg=cfg,
+            retry=retry,
+            queue=queue,
+            metrics=metrics,
+            health=self.health,
+            clock=clock,
+            rng=rng or random.Random(),
+            log=self._log,
+        )
         metrics.init_target(cfg.name)
 
     # ----------------------------------------------------------------- lifecycle
@@ -112,6 +114,10 @@ class TargetSender:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
+        if self._sending:
+            with contextlib.suppress(Exception):  # a lost session has released it already
+                await self.queue.release_target(self.name)
+            self._set_sending(False)
         await self.transport.close()
 
     # ----------------------------------------------------------------- the loop
@@ -140,7 +146,10 @@ class TargetSender:
     async def _next_batch(self) -> list[Entry] | None:
         """A leased batch ready to send, or None after waiting for something to change."""
         clock = self.clock
-        pause = self._pause_until - clock.monotonic()
+        if not await self._claimed():
+            await self._sleep(CLAIM_POLL, wake_on_work=False)
+            return None
+        pause = self._outcome.pause_until - clock.monotonic()
         if pause > 0:
             await self._sleep(pause, wake_on_work=False)
             return None
@@ -172,6 +181,30 @@ class TargetSender:
             return None
         return entries
 
+    async def _claimed(self) -> bool:
+        """Whether this process may send for the target now.
+
+        The rate limit and ``max_in_flight`` are the deployment's, not each
+        replica's: one process at a time sends for a target, holding the
+        queue's claim on it (always granted by a single-owner backend).
+        """
+        held = await self.queue.claim_target(self.name)
+        if held != self._sending:
+            self._set_sending(held)
+            if held:
+                self._log.info("target_claimed", replica=self.replica)
+            else:
+                self._log.warning(
+                    "target_claim_lost",
+                    replica=self.replica,
+                    hint="another replica sends for this target until this one takes it back",
+                )
+        return held
+
+    def _set_sending(self, held: bool) -> None:
+        self._sending = held
+        self.metrics.target_sending.labels(self.name).set(1 if held else 0)
+
     async def _sleep(self, seconds: float, *, wake_on_work: bool) -> None:
         """Sleep up to ``seconds``; end early on stop, and on new work if asked."""
         waiters = [
@@ -202,187 +235,62 @@ class TargetSender:
             self._wake.set()
 
     async def _send(self, entries: list[Entry]) -> bool:
-        """Send one batch: True once settled (delivered or dead-lettered), False if retrying."""
+        """Send one batch: True once settled (delivered or dead-lettered), False if not yet."""
         # BigPanda takes the latest status by timestamp; send oldest first.
         entries = sorted(entries, key=lambda e: e.timestamp)
+        app_key = entries[0].app_key
+        outcome = self._outcome
+        outcome.mask(app_key)
+        logged = isinstance(self.transport, LogTransport)
         started = self.clock.monotonic()
         response: Response | None = None
-        error: str | None = None
+        failure: Exception | None = None
         try:
-            response = await self.transport.send(entries[0].app_key, [e.payload for e in entries])
+            response = await self.transport.send(app_key, [e.payload for e in entries])
             verdict = classify_status(response.status)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             verdict = classify_exception(exc)
-            error = _describe(exc)
-        code = str(response.status) if response is not None else "0"
-        self.metrics.requests.labels(self.name, code).inc()
-        self.metrics.request_duration.labels(self.name).observe(self.clock.monotonic() - started)
-        self.metrics.batch_size.observe(len(entries))
+            failure = exc
+        error = outcome.answered(entries, response, failure, started=started, logged=logged)
         status = response.status if response is not None else None
-        if error is None and response is not None:
-            error = f"HTTP {response.status}: {response.body[:200]}"
 
         if verdict.action is Action.DONE:
-            await self._delivered(entries, status)
+            if logged:
+                await outcome.logged(entries)
+            else:
+                await outcome.delivered(entries, status)
             return True
         if verdict.action is Action.SPLIT:
             self.metrics.delivery_failures.labels(self.name, verdict.reason or "clientError").inc()
             if len(entries) > 1:
                 mid = len(entries) // 2
                 self._log.info("batch_split", count=len(entries), status=status)
+                # Each half is a request like any other: it waits for its token.
+                await self._bucket.acquire()
                 if not await self._send(entries[:mid]):
                     # The older half waits for a retry: sending the newer half now could
                     # deliver a newer state of an alert before an older one. Give its
                     # lease back; the queue holds back identities with a state waiting.
                     await self.queue.release(entries[mid:])
                     return False
+                await self._bucket.acquire()
                 return await self._send(entries[mid:])
-            await self._dead_letter(entries, "too_large", status, response, error)
+            reason = "too_large" if status == 413 else verdict.reason or "clientError"
+            await outcome.dead_letter(entries, reason, status, response, error)
             return True
+        if verdict.action is Action.HOLD:
+            self.metrics.delivery_failures.labels(self.name, verdict.reason or "redirect").inc()
+            await outcome.redirected(entries, status, response, error)
+            return False
         if verdict.action is Action.DEAD_LETTER:
             self.metrics.delivery_failures.labels(self.name, verdict.reason or "clientError").inc()
             if verdict.reason == "authError":
-                self._auth_failed(status)
-            await self._dead_letter(
+                outcome.auth_failed(status)
+            await outcome.dead_letter(
                 entries, verdict.reason or "clientError", status, response, error
             )
             return True
-        await self._retry(entries, verdict, status, response, error or "")
+        await outcome.retry_later(entries, verdict, status, response, error or "")
         return False
-
-    async def _delivered(self, entries: Sequence[Entry], status: int | None) -> None:
-        await self.queue.ack(entries)
-        now = self.clock.time()
-        self.metrics.alerts_delivered.labels(self.name).inc(len(entries))
-        latency = self.metrics.delivery_latency.labels(self.name)
-        for e in entries:
-            latency.observe(max(0.0, now - e.created))
-        if self._episode is not None:
-            self._log.info(
-                "delivery_recovered",
-                attempts=self._episode.attempts,
-                outage_seconds=round(self.clock.monotonic() - self._episode.started, 1),
-            )
-            self._episode = None
-        self.health.up = True
-        self.health.auth_failed = False
-        self.health.consecutive_failures = 0
-        self.health.last_error = None
-        self.metrics.target_up.labels(self.name).set(1)
-        self._log.info(
-            "delivered",
-            count=len(entries),
-            alert_id=entries[0].check,
-            alert_ids=[e.check for e in entries],
-            attempt=max(e.attempts for e in entries) + 1,
-            status=status,
-            # A log target "delivers" to the log; say so, so nobody mistakes
-            # the 201 for BigPanda's answer.
-            **({"dry_run": True} if isinstance(self.transport, LogTransport) else {}),
-        )
-
-    async def _retry(
-        self,
-        entries: Sequence[Entry],
-        verdict: Verdict,
-        status: int | None,
-        response: Response | None,
-        error: str,
-    ) -> None:
-        reason = verdict.reason or "connection"
-        self.metrics.delivery_failures.labels(self.name, reason).inc()
-        self.health.consecutive_failures += 1
-        self.health.up = False
-        self.health.last_error = error
-        self.metrics.target_up.labels(self.name).set(0)
-        delay = backoff(
-            self.health.consecutive_failures,
-            initial=self.retry.initial,
-            maximum=self.retry.max,
-            rng=self._rng,
-        )
-        hinted = parse_retry_after(
-            response.retry_after if response else None,
-            now=datetime.fromtimestamp(self.clock.time(), UTC),
-        )
-        if hinted is not None:
-            delay = max(delay, min(hinted, self.retry.max_age))
-        self._pause_until = max(self._pause_until, self.clock.monotonic() + delay)
-        now = self.clock.time()
-        expired = [e for e in entries if now - e.created > self.retry.max_age]
-        if expired:
-            await self._dead_letter(expired, "expired", status, response, error)
-        keep = [e for e in entries if now - e.created <= self.retry.max_age]
-        if keep:
-            await self.queue.retry_later(keep, at=now + delay, error=error)
-            self.metrics.retries.labels(self.name).inc(len(keep))
-        if self._episode is None:
-            self._episode = _Episode(started=self.clock.monotonic())
-            self._log.warning(
-                "delivery_retrying",
-                reason=reason,
-                status=status,
-                error=error,
-                alert_id=entries[0].check,
-                count=len(entries),
-                attempt=max(e.attempts for e in entries) + 1,
-                retry_in=round(delay, 3),
-            )
-        self._episode.attempts += 1
-        if reason not in self._episode.errors and len(self._episode.errors) < 8:
-            if self._episode.errors:
-                self._log.warning("delivery_retrying_new_error", reason=reason, error=error)
-            self._episode.errors.add(reason)
-
-    async def _dead_letter(
-        self,
-        entries: Sequence[Entry],
-        reason: str,
-        status: int | None,
-        response: Response | None,
-        error: str | None,
-    ) -> None:
-        await self.queue.dead_letter(
-            entries,
-            reason=reason,
-            status=status,
-            response=response.body[:1024] if response else None,
-            error=error,
-        )
-        self.metrics.dead_lettered.labels(self.name, reason).inc(len(entries))
-        for e in entries:
-            self._log.error(
-                "dead_lettered",
-                alert_id=e.check,
-                attempt=e.attempts + 1,
-                status=status,
-                reason=reason,
-                error=error,
-            )
-
-    def _auth_failed(self, status: int | None) -> None:
-        """401/403: BigPanda refused our credentials; every batch would be refused too.
-
-        The failing batch is dead-lettered (see :mod:`forwarder.retry`), and the
-        target pauses for ``retry.max`` so the rest of the queue is not burnt
-        into the dead-letter store. A config reload (new token) resumes at once.
-        """
-        self.health.auth_failed = True
-        self.health.up = False
-        self.health.last_error = f"HTTP {status}: authentication refused"
-        self.metrics.target_up.labels(self.name).set(0)
-        self._pause_until = self.clock.monotonic() + self.retry.max
-        self._log.error(
-            "target_auth_failed",
-            status=status,
-            pause_seconds=self.retry.max,
-            hint="check the token and app key of this target, then reload",
-        )
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    name = type(exc).__name__
-    return f"{name}: {text}" if text else name

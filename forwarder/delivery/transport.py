@@ -15,14 +15,30 @@ import aiohttp
 from forwarder import __version__, jsonio
 from forwarder.config import TargetConfig
 
+# How much of an answer is read. More than the 1 KiB a dead letter keeps, so
+# a secret echoed across the 1 KiB mark is still whole when it is masked.
+READ_LIMIT = 8192
+
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """What a target answered: status, the first KiB of the body, and ``Retry-After``."""
+    """What a target answered.
+
+    ``body`` is the start of the answer (at most :data:`READ_LIMIT` bytes,
+    ``truncated`` when there may be more), as BigPanda wrote it: it may echo
+    credentials, so it is masked before it is logged or kept.
+    ``body_error`` says why the body could not be read (a ``Content-Encoding``
+    that does not match it, a connection closed mid-body): the status line
+    still decides the outcome. ``location`` is the ``Location`` header of a
+    redirect.
+    """
 
     status: int
     body: str
     retry_after: str | None = None
+    location: str | None = None
+    body_error: str | None = None
+    truncated: bool = False
 
 
 class Transport(Protocol):
@@ -83,14 +99,18 @@ class HTTPTransport:
         else:
             body = encode_batch(app_key, payloads)
         session = self._get_session()
+        # Never follow a redirect: it would send the token to another URL.
         async with session.post(
             self.cfg.url, data=body, headers=headers, allow_redirects=False
         ) as resp:
-            raw = await resp.content.read(1024)
+            raw, truncated, body_error = await _read_start(resp, READ_LIMIT)
             return Response(
                 status=resp.status,
                 body=raw.decode("utf-8", "replace"),
                 retry_after=resp.headers.get("Retry-After"),
+                location=resp.headers.get("Location"),
+                body_error=body_error,
+                truncated=truncated,
             )
 
     async def close(self) -> None:
@@ -99,8 +119,36 @@ class HTTPTransport:
             self._session = None
 
 
+async def _read_start(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool, str | None]:
+    """Up to ``limit`` bytes of the body, whether more may follow, and why reading failed.
+
+    The status line has arrived by now and decides the outcome; a body that
+    cannot be read (undecodable ``Content-Encoding``, a connection closed or
+    timed out mid-body) is reported, not raised, so a 2xx is not mistaken for
+    a failure and the batch sent again.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while size < limit:
+            chunk = await resp.content.read(limit - size)
+            if not chunk:
+                return b"".join(chunks), False, None
+            chunks.append(chunk)
+            size += len(chunk)
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+        text = str(exc)
+        name = type(exc).__name__
+        return b"".join(chunks), True, f"{name}: {text}" if text else name
+    return b"".join(chunks), not resp.content.at_eof(), None
+
+
 class LogTransport:
-    """Writes each batch to the log instead of sending it (dry-run and ``kind: log``)."""
+    """Writes each batch to the log instead of sending it (dry-run and ``kind: log``).
+
+    The sender then takes the batch off the queue (``dry_run_logged``): it is
+    not kept to be sent later.
+    """
 
     def __init__(self, target: str, log: Any) -> None:
         self.target = target

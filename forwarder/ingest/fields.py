@@ -54,6 +54,73 @@ def parse_series(item: Any, where: str) -> tuple[str, dict[str, str], list[str],
     return name, tags, columns, rows
 
 
+def point_fields(
+    columns: list[str],
+    rows: list[list[Any]],
+    when: Any,
+    time: datetime,
+    level: Level,
+    known: Any,
+) -> dict[str, Any]:
+    """The fields of the point that triggered an alert, as Kapacitor's handler has them.
+
+    Kapacitor's alert node gives its handlers the fields of the triggering
+    point only (``alert.go``: ``highestPoint.Fields()`` for a batch), while
+    ``data.series[0]`` holds every point of a batch, with the point tags
+    that are not group tags as extra columns (``edge/messages.go``,
+    ``ToRow``). So, in this order:
+
+    * ``known``, the ``Fields`` of Kapacitor's default details (the JSON of
+      the very event), is the exact answer when it is an object;
+    * a single row is the point itself;
+    * in a batch, the triggering row is the first whose time is the alert's
+      time, and the first row when none is or when the level is OK (an OK
+      batch alert carries the batch's time, and every one of its points is OK,
+      so Kapacitor's highest point is the first). A column that is a string
+      (or null) in every row is a tag outside the group and left out, as is a
+      null, which is a column that point does not have.
+    """
+    if type(known) is dict:
+        return known
+    if not rows:
+        return {}
+    if len(rows) == 1:
+        return {c: v for c, v in zip(columns, rows[0], strict=True) if c != "time"}
+    row = rows[_trigger_index(columns, rows, when, time, level)]
+    fields: dict[str, Any] = {}
+    for i, column in enumerate(columns):
+        value = row[i]
+        if column == "time" or value is None:
+            continue
+        if type(value) is str and all(type(r[i]) is str or r[i] is None for r in rows):
+            continue  # a point tag outside the group (tags are always strings)
+        fields[column] = value
+    return fields
+
+
+def _trigger_index(
+    columns: list[str], rows: list[list[Any]], when: Any, time: datetime, level: Level
+) -> int:
+    """Which row of a batch triggered the alert (see :func:`point_fields`)."""
+    if level is Level.OK or "time" not in columns:
+        return 0
+    ti = columns.index("time")
+    kind_of_when = type(when)
+    for i, row in enumerate(rows):  # the same text: no parsing needed
+        value = row[ti]
+        if type(value) is kind_of_when and value == when:
+            return i
+    for i, row in enumerate(rows):  # the same instant, spelled differently
+        value = row[ti]
+        if type(value) is str or type(value) is int:
+            try:
+                if parse_time(value, "") == time:
+                    return i
+            except ParseError:
+                continue
+    return 0
+
+
 def parse_level(value: Any, where: str) -> Level:
     """A Kapacitor level name, in any case."""
     if isinstance(value, str):
@@ -96,11 +163,11 @@ def opt_str(body: dict[str, Any], key: str) -> str:
 
 
 def as_text(value: Any, where: str) -> str:
-    """A string, or a number or boolean as its JSON text."""
+    """A string, or a number or boolean as its JSON text (as Go's encoding/json writes it)."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool | int | float):
-        return jsonio.dumps_str(value)
+        return jsonio.go_text(value)
     raise ParseError(f"{where}: must be a string or number, got {kind(value)}")
 
 

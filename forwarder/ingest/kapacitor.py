@@ -20,6 +20,7 @@ from forwarder.ingest.fields import (
     parse_level,
     parse_series,
     parse_time,
+    point_fields,
     str_or_empty,
 )
 from forwarder.ingest.kapacitor_fast import alert_fast
@@ -76,7 +77,8 @@ def _alert_checked(body: dict[str, Any], task: str | None) -> Event:
 
     name = ""
     tags: dict[str, str] = {}
-    fields: dict[str, Any] = {}
+    columns: list[str] = []
+    rows: list[list[Any]] = []
     data = body.get("data")
     if data is not None:
         if not isinstance(data, dict):
@@ -87,10 +89,9 @@ def _alert_checked(body: dict[str, Any], task: str | None) -> Event:
                 raise ParseError(f"data.series: must be a list, got {kind(series)}")
             if series:
                 name, tags, columns, rows = parse_series(series[0], "data.series[0]")
-                if rows:
-                    fields = {c: v for c, v in zip(columns, rows[0], strict=True) if c != "time"}
 
     extra = details_json(details)
+    fields = point_fields(columns, rows, body["time"], time, level, extra.get("Fields"))
     return Event(
         source=Source.KAPACITOR,
         id=alert_id,
@@ -111,7 +112,10 @@ def _alert_checked(body: dict[str, Any], task: str | None) -> Event:
 
 
 def parse_httppost(body: dict[str, Any], *, task: str, fields: HttpPostFields) -> list[Event]:
-    """Each values row of each series of an ``httpPost`` body becomes one event."""
+    """Each values row of each series of an ``httpPost`` body becomes one event.
+
+    A body without rows (an empty batch) gives no events.
+    """
     series = body["series"]
     if not isinstance(series, list):
         raise ParseError(f"series: must be a list, got {kind(series)}")
@@ -169,6 +173,8 @@ def parse_httppost(body: dict[str, Any], *, task: str, fields: HttpPostFields) -
                     raw={"name": name, "tags": tags, **cols},
                 )
             )
-    if not events:
-        raise ParseError("series: no rows (values) to turn into alerts")
+    # A batch that ``|where()`` emptied is still posted, as series without
+    # ``values`` (Kapacitor's ToRow leaves out columns and values when a batch
+    # has no points): no events, and not an error, which Kapacitor would log
+    # every period.
     return events

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from forwarder.ingest.fields import KAPACITOR_LEVELS, details_json, str_or_empty
+from forwarder.ingest.fields import KAPACITOR_LEVELS, details_json, point_fields, str_or_empty
 from forwarder.model import Event, Level, Source
 from forwarder.timeparse import parse_rfc3339
 
@@ -61,6 +61,8 @@ def alert_fast(body: dict[str, Any], task: str | None) -> Event | None:
     name = ""
     tags: dict[str, str] = {}
     fields: dict[str, Any] = {}
+    columns: Any = []
+    rows: Any = []
     data = get("data")
     if data is not None:
         if type(data) is not dict:
@@ -97,13 +99,18 @@ def alert_fast(body: dict[str, Any], task: str | None) -> Event | None:
                 for row in rows:
                     if type(row) is not list or len(row) != width:
                         return None
-                if rows:
-                    fields = {c: v for c, v in zip(columns, rows[0], strict=True) if c != "time"}
     try:
         time = parse_rfc3339(when)
     except ValueError:
         return None
     extra = details_json(details) if details else {}
+    known = extra.get("Fields")
+    if type(known) is dict:  # Kapacitor's default details: the triggering point's own fields
+        fields = known
+    elif len(rows) == 1:  # a stream point, or a batch of one
+        fields = {c: v for c, v in zip(columns, rows[0], strict=True) if c != "time"}
+    elif rows:  # a batch: the triggering row, without tags outside the group
+        fields = point_fields(columns, rows, when, time, level, None)
     return Event(
         Source.KAPACITOR,
         alert_id,

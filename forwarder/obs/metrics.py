@@ -12,7 +12,16 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Literal, get_args
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -32,7 +41,9 @@ _BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 # Why an ingest request was refused: the ``reason`` label of
 # forwarder_events_rejected_total. The parser's reasons (bad_json, bad_shape),
-# the pipeline's (template_error) and the web layer's refusals together.
+# the pipeline's (template_error) and the web layer's refusals together:
+# bad_encoding is a Content-Encoding the body does not match (or one not
+# accepted), body_timeout a body that did not arrive within the read deadline.
 RejectReason = Literal[
     "bad_json",
     "bad_shape",
@@ -41,8 +52,21 @@ RejectReason = Literal[
     "queue_full",
     "queue_unavailable",
     "template_error",
+    "bad_encoding",
+    "body_timeout",
 ]
 REJECT_REASONS: tuple[RejectReason, ...] = get_args(RejectReason)
+# Why one alert of an accepted request was refused at mapping time (BigPanda
+# would refuse it): the ``reason`` label of forwarder_alerts_refused_total.
+# The alert goes straight to the dead-letter store with the same reason.
+RefuseReason = Literal[
+    "no_primary_property",
+    "invalid_status",
+    "no_app_key",
+]
+REFUSE_REASONS: tuple[RefuseReason, ...] = get_args(RefuseReason)
+# Alertmanager's reason set, plus ``redirect``: a 3xx answer, which is never
+# followed (the token must not go to another URL).
 FAILURE_REASONS = (
     "clientError",
     "serverError",
@@ -50,6 +74,7 @@ FAILURE_REASONS = (
     "authError",
     "timeout",
     "connection",
+    "redirect",
 )
 
 
@@ -130,6 +155,13 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        # The standard process_* (memory, CPU, open fds, start time) and
+        # python_* series, on this registry rather than prometheus_client's
+        # global one. Each reads the process at scrape time (/proc, gc.get_stats),
+        # so one per registry costs nothing between scrapes.
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
         # Ingest
         self.ingest = IngestStats(_INGEST_BUCKETS)
         registry.register(self.ingest)
@@ -137,6 +169,13 @@ class Metrics:
             "forwarder_events_rejected",
             "Ingest requests refused, by reason.",
             ["source", "reason"],
+            registry=registry,
+        )
+        self.alerts_refused = Counter(
+            "forwarder_alerts_refused",
+            "Alerts of accepted requests refused at mapping time, because BigPanda would"
+            " refuse them; each is dead-lettered with the reason.",
+            ["target", "reason"],
             registry=registry,
         )
         # Queue: read from the store at each scrape
@@ -159,6 +198,13 @@ class Metrics:
             "forwarder_delivery_failures",
             "Failed delivery attempts, by reason.",
             ["target", "reason"],
+            registry=registry,
+        )
+        self.alerts_logged = Counter(
+            "forwarder_alerts_logged",
+            "Alerts written to the log instead of sent (dry-run, or a log target);"
+            " they are removed from the queue and not sent later.",
+            ["target"],
             registry=registry,
         )
         self.retries = Counter(
@@ -199,6 +245,25 @@ class Metrics:
             ["target"],
             registry=registry,
         )
+        self.target_sending = Gauge(
+            "forwarder_target_sending",
+            "1 while this process sends for the target (holds its sender claim); 0 otherwise."
+            " With several replicas on one queue, one replica at a time sends for a target.",
+            ["target"],
+            registry=registry,
+        )
+        self.replica_info = Gauge(
+            "forwarder_replica_info",
+            "Always 1; the label names this process among the replicas sharing a queue.",
+            ["replica"],
+            registry=registry,
+        )
+        self.target_rate_limited = Gauge(
+            "forwarder_target_rate_limited",
+            "1 while the target holds back after a 429 answer; 0 otherwise.",
+            ["target"],
+            registry=registry,
+        )
         # Mapping
         self.attribute_truncations = Counter(
             "forwarder_attribute_truncations",
@@ -233,10 +298,15 @@ class Metrics:
     def init_target(self, target: str) -> None:
         """Create the series of a target at zero."""
         self.alerts_delivered.labels(target)
+        self.alerts_logged.labels(target)
         self.retries.labels(target)
         self.target_up.labels(target).set(1)
+        self.target_rate_limited.labels(target).set(0)
+        self.target_sending.labels(target).set(0)
         for reason in FAILURE_REASONS:
             self.delivery_failures.labels(target, reason)
+        for refused in REFUSE_REASONS:
+            self.alerts_refused.labels(target, refused)
 
     def config_loaded(self, digest: str, when: float) -> None:
         """Record a successful (re)load of the config with SHA-256 ``digest``."""

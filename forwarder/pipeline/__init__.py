@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from forwarder.pipeline.pipeline import Pipeline
-from forwarder.pipeline.stage import Stage, StageError, Work
+from forwarder.pipeline.stage import Refused, Stage, StageError, Work
 
-__all__ = ["Pipeline", "Stage", "StageError", "Work"]
+__all__ = ["Pipeline", "Refused", "Stage", "StageError", "Work"]

@@ -4,9 +4,17 @@ With no templates configured, the result is field for field what Kapacitor's
 own BigPanda handler sends (``services/bigpanda/service.go``): alert ID →
 ``check``, message → ``description``, details → ``details`` (unless it is the
 default JSON), ``"<task>:<name>"`` → ``task``, Unix seconds → ``timestamp``,
-tags and fields → additional attributes. Every part can be replaced by a
-Jinja template; templates run in an immutable sandbox with ``StrictUndefined``
-and are compiled once, when the config is loaded.
+tags and fields → additional attributes, non-string values written as Go's
+``encoding/json`` writes them (see the README for the deliberate
+differences). Every part can be replaced by a Jinja template; templates run
+in a bounded immutable sandbox (:mod:`forwarder.pipeline.sandbox`) with
+``StrictUndefined`` and are compiled once, when the config is loaded.
+
+An alert BigPanda would refuse (no primary property, a status it does not
+know, no app key) is not queued: the map stage sets it aside as
+:class:`~forwarder.pipeline.stage.Refused`, with a reason and a hint, so it
+goes straight to the dead-letter store while the rest of the request is
+delivered.
 """
 
 from __future__ import annotations
@@ -15,17 +23,23 @@ import html
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import jinja2
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from forwarder import jsonio
-from forwarder.config import ConfigError, MappingConfig, RouteConfig
+from forwarder.config import (
+    BIGPANDA_STATUSES,
+    ConfigError,
+    MappingConfig,
+    RouteConfig,
+    TargetConfig,
+)
 from forwarder.model import Event, Outgoing, identity_key
-from forwarder.pipeline.stage import StageError, Work
+from forwarder.pipeline.sandbox import BoundedSandbox, check_constants
+from forwarder.pipeline.stage import Refused, StageError, Work
 
 # BigPanda limits (OIM alert object reference): description up to 2048
 # characters; tag values are cut at 512 characters by this forwarder so one
@@ -40,6 +54,10 @@ MAX_ATTRIBUTE: Final = 512
 _RESERVED_FOR_AUTO: Final = frozenset(
     {"app_key", "status", "timestamp", "primary_property", "secondary_property"}
 )
+# The attributes BigPanda takes as the primary property, in its order, when
+# the alert names none (BigPanda's alert API reference: host, service,
+# application, device); an alert with none of them is refused with a 400.
+DEFAULT_PRIMARY: Final = ("host", "service", "application", "device")
 
 
 class RenderError(Exception):
@@ -55,11 +73,14 @@ class MappedAlert:
     """A BigPanda alert object (without ``app_key``) and facts about how it was built.
 
     ``identity`` is the stored key of its :class:`~forwarder.model.Identity`.
+    ``refusal`` is None, or why BigPanda would refuse the alert and how to fix
+    the mapping: ``(reason, hint)``.
     """
 
     alert: dict[str, Any]
     identity: str
     truncations: int
+    refusal: tuple[str, str] | None = None
 
 
 def _unescape(value: Any) -> str:
@@ -72,21 +93,73 @@ def _unix(value: Any) -> int:
     raise TypeError("unix expects a datetime such as time")
 
 
-def make_environment() -> ImmutableSandboxedEnvironment:
-    """The sandboxed Jinja environment all mapping templates share."""
-    env = ImmutableSandboxedEnvironment(
+def go_duration(value: Any) -> str:
+    """A duration as Go's ``time.Duration.String()`` prints it: the ``go_duration`` filter.
+
+    ``value`` is nanoseconds (``duration``, as Kapacitor sends it) or a
+    :class:`~datetime.timedelta`. Kapacitor's handler templates often show
+    ``{{ .Duration }}``, which prints this way: ``0s``, ``500ms``, ``1.5µs``
+    (U+00B5), ``1.5s``, ``1m30s``, ``2h0m0s``; the unit below a second is
+    the largest that keeps the whole part non-zero, and trailing zeros of the
+    fraction are left out.
+    """
+    if isinstance(value, timedelta):
+        ns = (value // timedelta(microseconds=1)) * 1000
+    elif isinstance(value, int) and not isinstance(value, bool):
+        ns = value
+    elif isinstance(value, float) and value.is_integer():
+        ns = int(value)
+    else:
+        raise TypeError("go_duration expects nanoseconds such as duration")
+    sign = "-" if ns < 0 else ""
+    u = -ns if ns < 0 else ns
+    if u == 0:
+        return "0s"
+    if u < 1_000:
+        return f"{sign}{u}ns"
+    if u < 1_000_000:
+        return f"{sign}{_fraction(u, 3)}µs"
+    if u < 1_000_000_000:
+        return f"{sign}{_fraction(u, 6)}ms"
+    seconds, nanos = divmod(u, 1_000_000_000)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    text = f"{_fraction(seconds * 1_000_000_000 + nanos, 9)}s"
+    if minutes or hours:
+        text = f"{minutes}m{text}"
+    if hours:
+        text = f"{hours}h{text}"
+    return sign + text
+
+
+def _fraction(value: int, digits: int) -> str:
+    """``value / 10**digits`` with no trailing zeros, and no point for a whole number."""
+    whole, part = divmod(value, 10**digits)
+    decimals = str(part).rjust(digits, "0").rstrip("0")
+    return f"{whole}.{decimals}" if decimals else str(whole)
+
+
+def make_environment() -> BoundedSandbox:
+    """The sandboxed Jinja environment all mapping templates share.
+
+    Besides Jinja's built-in filters: ``json`` (compact JSON as Kapacitor
+    writes it), ``unix`` (a datetime as Unix seconds), ``go_duration``
+    (nanoseconds as Go prints a duration) and ``html_unescape``.
+    """
+    env = BoundedSandbox(
         undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False
     )
     env.filters["html_unescape"] = _unescape
-    env.filters["json"] = jsonio.dumps_str
+    env.filters["json"] = jsonio.go_text
     env.filters["unix"] = _unix
+    env.filters["go_duration"] = go_duration
     return env
 
 
 class _Compiled:
     """One mapping block with its templates compiled."""
 
-    def __init__(self, env: jinja2.Environment, cfg: MappingConfig, path: str) -> None:
+    def __init__(self, env: BoundedSandbox, cfg: MappingConfig, path: str) -> None:
         self.cfg = cfg
         self.path = path
         # Keyed by level name; Level is a StrEnum, so a Level member finds its entry.
@@ -107,17 +180,48 @@ class _Compiled:
         self.uses_templates = any(
             t is not None for t in (self.host, self.check, self.description, self.details)
         ) or bool(self.attributes)
+        # Only an attributes template can set status (the status map is
+        # checked at load), so only then does each alert's status need a check.
+        self.status_templated = "status" in cfg.attributes
+        statuses = ", ".join(sorted(BIGPANDA_STATUSES))
+        self.status_hint = f"make {path}.attributes.status render one of {statuses}"
+        primary = cfg.primary_property
+        if primary:
+            self.primary_hint = (
+                f"{path}.primary_property is {primary!r}, but the alert has no {primary!r}"
+                f" attribute; set {path}.attributes.{primary} or another primary_property"
+            )
+        else:
+            self.primary_hint = (
+                f"the alert has none of {', '.join(DEFAULT_PRIMARY)}; set {path}.host"
+                f" (for example '{{{{ tags.host }}}}') or {path}.primary_property"
+            )
 
     @staticmethod
-    def _compile(env: jinja2.Environment, source: str | None, path: str) -> jinja2.Template | None:
+    def _compile(env: BoundedSandbox, source: str | None, path: str) -> jinja2.Template | None:
+        """Compile one template at load; every failure is a one-line ConfigError naming ``path``."""
         if not source:
             return None
         try:
-            return env.from_string(source)
+            tree = env.parse(source)
+            check_constants(tree)
+            return env.from_string(tree)
         except jinja2.TemplateSyntaxError as exc:
             raise ConfigError(
                 path, f"template syntax error: {exc.message} (line {exc.lineno})"
             ) from None
+        except SecurityError as exc:
+            raise ConfigError(path, f"template refused: {_one_line(exc)}") from None
+        except (Exception, RecursionError) as exc:  # constant folding may raise anything
+            raise ConfigError(
+                path, f"template cannot be compiled: {type(exc).__name__}: {_one_line(exc)}"
+            ) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line, cut to a readable length."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _render(tpl: jinja2.Template, ctx: Mapping[str, Any], path: str) -> str:
@@ -137,8 +241,8 @@ def unix_seconds(ts: datetime) -> int:
 
 
 def attribute_text(value: Any) -> str:
-    """A tag or field as BigPanda gets it: strings as they are, anything else compact JSON."""
-    return value if isinstance(value, str) else jsonio.dumps_str(value)
+    """A tag or field as BigPanda gets it: a string as it is, anything else JSON as Go writes it."""
+    return value if isinstance(value, str) else jsonio.go_text(value)
 
 
 class Mapper:
@@ -190,9 +294,10 @@ class Mapper:
                 if k not in _RESERVED_FOR_AUTO:
                     alert[k] = v
         if c.auto_fields:
+            go_text = jsonio.go_text
             for k, fv in event.fields.items():
                 if k not in _RESERVED_FOR_AUTO:
-                    alert[k] = attribute_text(fv)
+                    alert[k] = fv if type(fv) is str else go_text(fv)
         if c.host:
             host = _render(c.host, ctx, f"{c.path}.host")
             if host:
@@ -215,7 +320,20 @@ class Mapper:
                 if len(v) > limit:
                     alert[k] = v[:limit]
                     truncations += 1
-        return MappedAlert(alert=alert, identity=identity_key(alert), truncations=truncations)
+        refusal: tuple[str, str] | None = None
+        primary = c.primary_property
+        if not (
+            alert.get(primary)
+            if primary
+            else alert.get("host")
+            or alert.get("service")
+            or alert.get("application")
+            or alert.get("device")
+        ):
+            refusal = ("no_primary_property", c.primary_hint)
+        elif c.status_templated and alert["status"] not in BIGPANDA_STATUSES:
+            refusal = ("invalid_status", f"status {str(alert['status'])[:64]!r}: {c.status_hint}")
+        return MappedAlert(alert, identity_key(alert), truncations, refusal)
 
 
 class MapStage:
@@ -223,17 +341,40 @@ class MapStage:
 
     A template failure refuses the whole request (Kapacitor sends one alert per
     request; an ``httpPost`` batch with a broken row is better refused whole
-    than half-queued).
+    than half-queued). An alert BigPanda would refuse goes to
+    :attr:`Work.refused` instead of :attr:`Work.items`, with the route's name
+    in its hint.
+
+    ``targets`` tells which routes need an app key: a target that sends to
+    BigPanda with credentials. Without credentials the daemon runs dry and
+    no alert leaves the process, so none is refused for that.
     """
 
     name = "map"
 
-    def __init__(self, mapper: Mapper) -> None:
+    def __init__(self, mapper: Mapper, targets: Mapping[str, TargetConfig] | None = None) -> None:
         self.mapper = mapper
+        self._targets = dict(targets or {})
+        # Keyed by id(route): routes are frozen but hold dicts, so not hashable.
+        self._needs_key: dict[int, bool] = {}
+
+    def _app_key_missing(self, route: RouteConfig) -> bool:
+        needs = self._needs_key.get(id(route))
+        if needs is None:
+            target = self._targets.get(route.target)
+            needs = (
+                target is not None
+                and target.kind != "log"
+                and target.has_credentials
+                and not route.app_key
+            )
+            self._needs_key[id(route)] = needs
+        return needs
 
     def __call__(self, work: Work) -> None:
         events = work.events
         items: list[Outgoing] = []
+        refused: list[Refused] = []
         truncations = 0
         mapper = self.mapper
         dumps = jsonio.dumps
@@ -249,14 +390,24 @@ class MapStage:
                 raise StageError(f"{where}{exc}") from None
             truncations += mapped.truncations
             alert = mapped.alert
-            items.append(
-                Outgoing(
-                    route.target,
-                    route.app_key.reveal(),
-                    mapped.identity,
-                    dumps(alert),
-                    alert["timestamp"],
-                )
+            item = Outgoing(
+                route.target,
+                route.app_key.reveal(),
+                mapped.identity,
+                dumps(alert),
+                alert["timestamp"],
             )
+            refusal = mapped.refusal
+            if refusal is None and self._app_key_missing(route):
+                refusal = (
+                    "no_app_key",
+                    f"{route.key_path}.app_key and targets.{route.target}.app_key are empty",
+                )
+            if refusal is None:
+                items.append(item)
+            else:
+                reason, hint = refusal
+                refused.append(Refused(item, reason, f"route {route.name!r}: {hint}"))
         work.items = items
+        work.refused = refused
         work.truncations = truncations

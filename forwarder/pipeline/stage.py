@@ -2,7 +2,8 @@
 
 A request's events travel through the stages as one :class:`Work`; each
 stage reads what the ones before it wrote and adds its own part (the route
-stage fills :attr:`Work.routes`, the map stage :attr:`Work.items`). Stages are
+stage fills :attr:`Work.routes`, the map stage :attr:`Work.items` and
+:attr:`Work.refused`). Stages are
 compiled once per config; a stage a config does not need is simply not in the
 list, so the hot path pays nothing for it (Alertmanager's ``MultiStage``).
 """
@@ -30,14 +31,36 @@ class StageError(Exception):
         self.reason: StageReason = reason
 
 
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A mapped alert BigPanda would refuse, kept out of the queue.
+
+    It goes straight to the dead-letter store with ``reason`` (the label of
+    ``forwarder_alerts_refused_total``: ``no_primary_property``,
+    ``invalid_status`` or ``no_app_key``), so one bad alert does not get a
+    whole batch refused and can be replayed once the mapping is fixed.
+    ``hint`` names the route and says how to fix the mapping; it holds no
+    secret.
+    """
+
+    item: Outgoing
+    reason: str
+    hint: str
+
+
 @dataclass(slots=True)  # not frozen: built once per request on the ingest hot path
 class Work:
-    """One request's events and what the stages made of them so far."""
+    """One request's events and what the stages made of them so far.
+
+    ``items`` are the alerts to queue; ``refused`` the ones BigPanda would
+    refuse (never also in ``items``).
+    """
 
     events: list[Event]
     routes: list[RouteConfig] = field(default_factory=list)
     items: list[Outgoing] = field(default_factory=list)
     truncations: int = 0
+    refused: list[Refused] = field(default_factory=list)
 
 
 class Stage(Protocol):

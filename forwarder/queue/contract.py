@@ -5,8 +5,9 @@ Any backend (SQLite today; PostgreSQL for several replicas) implements
 contract suite in ``tests/queue/test_contract.py`` proves for each:
 
 1. **Acknowledged only once committed.** The future :meth:`Queue.put` returns
-   completes only after the alerts are durable; on failure none of them is
-   queued.
+   completes only after the alerts are durable, and so are the alerts it was
+   given as refused, in the dead-letter store; on failure none of either is
+   stored.
 2. **Leases expire.** A leased batch that is neither acknowledged, retried,
    released nor dead-lettered becomes available again once its lease deadline
    passes, whoever held it (a process killed with ``kill -9`` included).
@@ -16,13 +17,20 @@ contract suite in ``tests/queue/test_contract.py`` proves for each:
    several, may share it.
 4. **Bounded capacity.** :meth:`Queue.put` refuses with :class:`QueueFull`
    rather than grow past ``queue.max_events`` or ``queue.max_bytes``; nothing
-   queued is ever evicted to make room.
+   queued is ever evicted to make room. Alerts refused at ingest do not count
+   against these bounds.
 5. **Dead letters are kept.** An alert leaves the queue only by delivery or by
    moving to the dead-letter store, with its reason, in one transaction; dead
    letters can be listed, replayed (back into the queue, afresh) and purged.
 
 Start-up does not assume sole ownership of the store: recovery from a crash
 is lease expiry, not a special case.
+
+**One sender per target.** Rate limits and ``max_in_flight`` are the
+deployment's, so at most one process sends for a target at a time: it holds
+the store's *claim* on the target (:meth:`Queue.claim_target`). A store with a
+single owner (SQLite's lock file) grants every claim to that owner; a shared
+one grants each to one live replica and frees it when that replica dies.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from forwarder.model import DeadLetter, Entry, Outgoing
+from forwarder.queue.errors import QueueUnavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +127,20 @@ class Queue(Protocol):
         """Commit what is pending, then release every resource."""
         ...
 
-    def put(self, items: Sequence[Outgoing]) -> Awaitable[None]:
-        """Commit ``items`` durably, all or none (see invariants 1 and 4).
+    def put(
+        self, items: Sequence[Outgoing], refused: Sequence[tuple[Outgoing, str]] = ()
+    ) -> Awaitable[None]:
+        """Commit ``items`` to the queue and each ``refused`` alert to the dead letters, at once.
+
+        ``refused`` holds alerts the ingest already knows BigPanda cannot
+        accept (no primary property, an invalid status, ...), each with its
+        reason. They go straight to the dead-letter store with that reason, no
+        status, no response, no attempts and ``created`` = ``failed_at`` =
+        now, in the same transaction as ``items``: the future completes once
+        both are durable, and on failure neither is stored (invariant 1).
+        Refused alerts do not count against the capacity (invariant 4), but
+        a put whose ``items`` do not fit is refused whole. A put with neither
+        completes at once.
 
         Fails with :class:`~forwarder.queue.errors.QueueFull` or
         :class:`~forwarder.queue.errors.QueueUnavailable`.
@@ -169,3 +190,38 @@ class Queue(Protocol):
     async def stats(self) -> QueueStats:
         """Depth, bytes, oldest age and dead letters, cheaply at any size (every scrape)."""
         ...
+
+    async def claim_target(self, target: str) -> bool:
+        """Become (or stay) the one process sending for ``target``; False if another live one is."""
+        ...
+
+    def holds_target(self, target: str) -> bool:
+        """Whether this process holds the claim on ``target`` (no I/O)."""
+        ...
+
+    async def release_target(self, target: str) -> None:
+        """Give the claim on ``target`` up, so another process may send for it."""
+        ...
+
+    @property
+    def claimed_targets(self) -> frozenset[str]:
+        """The targets this process sends for now (for a metrics gauge)."""
+        ...
+
+
+def settled_put(
+    is_open: bool, items: Sequence[Outgoing], refused: Sequence[tuple[Outgoing, str]]
+) -> asyncio.Future[None] | None:
+    """The answer of a :meth:`Queue.put` that needs no commit, for every backend.
+
+    A closed queue fails with :class:`~forwarder.queue.errors.QueueUnavailable`
+    and an empty put succeeds at once; None means "commit it".
+    """
+    if is_open and (items or refused):
+        return None
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    if not is_open:
+        fut.set_exception(QueueUnavailable("queue is closed"))
+    else:
+        fut.set_result(None)
+    return fut

@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from forwarder.web.app import create_app
+from forwarder.web.server import Runner
 
-__all__ = ["create_app"]
+__all__ = ["Runner", "create_app"]

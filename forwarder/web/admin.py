@@ -15,10 +15,16 @@ from forwarder.config import ConfigError
 from forwarder.obs.logs import get_logger
 from forwarder.timeparse import parse_duration
 from forwarder.web.auth import authorize
+from forwarder.web.body import read_body
 from forwarder.web.errors import HTTPError, error_response
-from forwarder.web.keys import CLOCK, QUEUE, REDACTOR, RELOADER, RUNTIME
+from forwarder.web.keys import BODY_TIMEOUT, CLOCK, QUEUE, REDACTOR, RELOADER, RUNTIME
 
 _log = get_logger()
+
+# Dead-letter ids are SQLite/PostgreSQL BIGINT row ids: 1 to 2**63 - 1.
+MAX_ID = 2**63 - 1
+MAX_LIMIT = 100_000
+MAX_IDS = 10_000  # ids per replay or purge request
 
 
 def _authorize(request: web.Request) -> None:
@@ -48,10 +54,7 @@ async def list_dead_letters(request: web.Request) -> web.Response:
 async def show_dead_letter(request: web.Request) -> web.Response:
     """``GET /api/v1/dead-letters/{id}``: one dead letter with its alert and BigPanda's answer."""
     _authorize(request)
-    try:
-        dl_id = int(request.match_info["id"])
-    except ValueError:
-        return error_response(400, "id: must be a whole number")
+    dl_id = _whole_number(request.match_info["id"], "id", MAX_ID)
     item = await request.app[QUEUE].dead_letters.get(dl_id)
     if item is None:
         return error_response(404, f"no dead letter {dl_id}")
@@ -60,7 +63,9 @@ async def show_dead_letter(request: web.Request) -> web.Response:
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
+    """The request's JSON object body (``{}`` when empty), read like an ingest body."""
+    limit = request.app[RUNTIME].current.config.server.max_body_bytes
+    raw = await read_body(request, limit, timeout=request.app[BODY_TIMEOUT])
     if not raw.strip():
         return {}
     try:
@@ -73,13 +78,20 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
 
 
 def _ids(doc: dict[str, Any]) -> list[int] | None:
+    """``ids`` of a replay or purge body: at most MAX_IDS whole numbers from 1 to MAX_ID.
+
+    The bounds keep the queries valid: SQLite integers are 64-bit, and a
+    statement takes at most 32766 parameters.
+    """
     ids = doc.get("ids")
     if ids is None:
         return None
     if not isinstance(ids, list) or not all(
-        isinstance(i, int) and not isinstance(i, bool) for i in ids
+        isinstance(i, int) and not isinstance(i, bool) and 1 <= i <= MAX_ID for i in ids
     ):
-        raise HTTPError("ids: must be a list of whole numbers")
+        raise HTTPError(f"ids: must be a list of whole numbers from 1 to {MAX_ID}")
+    if len(ids) > MAX_IDS:
+        raise HTTPError(f"ids: at most {MAX_IDS} per request")
     return list(ids)
 
 
@@ -106,8 +118,10 @@ async def purge_dead_letters(request: web.Request) -> web.Response:
     older = doc.get("older_than")
     seconds: float | None = None
     if older is not None:
+        if not isinstance(older, str):
+            raise HTTPError('older_than: must be a duration string such as "7d"')
         try:
-            seconds = parse_duration(str(older))
+            seconds = parse_duration(older)
         except ValueError as exc:
             raise HTTPError(f"older_than: {exc}") from None
     if ids is None and seconds is None:
@@ -121,6 +135,20 @@ def _int_param(request: web.Request, name: str, default: int) -> int:
     text = request.query.get(name)
     if text is None:
         return default
-    if not text.isdigit() or not 1 <= int(text) <= 100_000:
-        raise HTTPError(f"{name}: must be a whole number from 1 to 100000")
-    return int(text)
+    return _whole_number(text, name, MAX_LIMIT)
+
+
+def _whole_number(text: str, name: str, maximum: int) -> int:
+    """``text`` as an integer from 1 to ``maximum``, or a 400 naming ``name``.
+
+    Only ASCII digits: ``int()`` also takes "²"-like digits of other scripts
+    (and raises on some), underscores, signs and spaces, and refuses more than
+    4300 digits with an error of its own.
+    """
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(maximum))):
+        value = None
+    else:
+        value = int(text)
+    if value is None or not 1 <= value <= maximum:
+        raise HTTPError(f"{name}: must be a whole number from 1 to {maximum}")
+    return value

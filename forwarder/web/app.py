@@ -20,7 +20,19 @@ from forwarder.delivery.deliverer import Deliverer
 from forwarder.obs.logs import Redactor, get_logger
 from forwarder.obs.metrics import Metrics
 from forwarder.queue import Queue, create_queue
-from forwarder.web.keys import CLOCK, DELIVERER, METRICS, QUEUE, REDACTOR, RELOADER, RUNTIME
+from forwarder.web.body import BODY_READ_TIMEOUT
+from forwarder.web.keys import (
+    BODY_TIMEOUT,
+    CLOCK,
+    DELIVERER,
+    METRICS,
+    QUEUE,
+    REDACTOR,
+    REJECT_LOG_LIMITER,
+    RELOADER,
+    RUNTIME,
+)
+from forwarder.web.protolog import RateLimiter, protocol_logger
 from forwarder.web.routes import setup_routes
 from forwarder.web.runtime import Reloader, RuntimeHolder, build_runtime
 
@@ -33,18 +45,32 @@ def create_app(
     clock: Clock = SYSTEM_CLOCK,
     queue: Queue | None = None,
     dry_run: bool = False,
+    body_read_timeout: float = BODY_READ_TIMEOUT,
 ) -> web.Application:
     """Build the forwarder app for ``config``.
 
     ``dry_run`` (``--dry-run``) logs batches instead of sending them; without
     it, dry-run still applies while the BigPanda targets have no credentials.
     ``redactor`` is the one the logs were configured with (the CLI passes it),
-    so the loaded config's secrets are masked there; ``clock`` and ``queue``
-    let tests drive time and storage.
+    so the loaded config's secrets are masked there; ``clock``, ``queue`` and
+    ``body_read_timeout`` let tests drive time, storage and the body deadline.
+
+    aiohttp's connection handler is told (``handler_args``) not to inflate
+    bodies itself — :mod:`forwarder.web.body` does, bounded, after
+    authentication — and to log through :func:`protocol_logger`, one
+    rate-limited line per malformed request instead of a traceback. Serve the
+    app with :class:`forwarder.web.server.Runner` so that aiohttp's own error
+    answers are JSON too.
     """
-    app = web.Application(client_max_size=config.server.max_body_bytes)
-    metrics = Metrics(registry if registry is not None else CollectorRegistry())
     redactor = redactor if redactor is not None else Redactor()
+    app = web.Application(
+        client_max_size=config.server.max_body_bytes,
+        handler_args={
+            "auto_decompress": False,
+            "logger": protocol_logger(clock.monotonic, redactor),
+        },
+    )
+    metrics = Metrics(registry if registry is not None else CollectorRegistry())
     queue = queue if queue is not None else create_queue(config.queue, clock=clock)
     holder = RuntimeHolder(build_runtime(config))
     deliverer = Deliverer(queue, metrics, force_dry_run=dry_run, clock=clock)
@@ -54,6 +80,8 @@ def create_app(
     app[DELIVERER] = deliverer
     app[REDACTOR] = redactor
     app[CLOCK] = clock
+    app[BODY_TIMEOUT] = body_read_timeout
+    app[REJECT_LOG_LIMITER] = RateLimiter(clock=clock.monotonic)
     app[RELOADER] = Reloader(
         holder=holder,
         deliverer=deliverer,

@@ -32,7 +32,11 @@ class Authenticator:
         scheme, _, value = header.partition(" ")
         value = value.strip()
         if scheme.lower() == "bearer" and cfg.bearer_token is not None:
-            return hmac.compare_digest(value.encode(), cfg.bearer_token.reveal().encode())
+            # aiohttp decodes header bytes as UTF-8 with surrogateescape; turning
+            # them back into the bytes sent means a token that is not UTF-8 is
+            # just a wrong token (401), not an encoding error (500).
+            sent = value.encode("utf-8", "surrogateescape")
+            return hmac.compare_digest(sent, cfg.bearer_token.reveal().encode())
         if scheme.lower() == "basic" and cfg.basic is not None:
             try:
                 decoded = base64.b64decode(value, validate=True)

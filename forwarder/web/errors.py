@@ -20,7 +20,8 @@ class HTTPError(Exception):
 
     ``reason`` is the label of ``forwarder_events_rejected_total`` when an
     ingest refuses; ``headers`` go out with the answer (``Retry-After`` on a
-    503, ``WWW-Authenticate`` on a 401).
+    503, ``WWW-Authenticate`` on a 401); ``close`` closes the connection after
+    the answer (a 408: the rest of the request cannot be trusted).
     """
 
     def __init__(
@@ -30,12 +31,21 @@ class HTTPError(Exception):
         status: int = 400,
         reason: RejectReason = "bad_shape",
         headers: dict[str, str] | None = None,
+        close: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.reason: RejectReason = reason
         self.headers = headers
+        self.close = close
+
+    def response(self) -> web.Response:
+        """The JSON answer of this refusal."""
+        resp = error_response(self.status, self.message, headers=self.headers)
+        if self.close:
+            resp.force_close()
+        return resp
 
     @classmethod
     def from_input(cls, exc: ParseError | StageError) -> HTTPError:
@@ -62,16 +72,34 @@ def json_errors(handler: Handler) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
+        except HTTPError as exc:
+            resp = exc.response()
+            if exc.close:
+                await send_and_close(request, resp)
+            return resp
         except Exception as exc:
             return exception_response(request, exc)
 
     return wrapped
 
 
+async def send_and_close(request: web.Request, resp: web.Response) -> None:
+    """Send ``resp`` now and close the connection once it is flushed.
+
+    For a request whose body cannot be read to its end (its deadline passed,
+    its framing is broken): aiohttp would otherwise keep reading ("lingering")
+    up to 10 s for the rest of a body that is not coming.
+    """
+    await resp.prepare(request)
+    await resp.write_eof()
+    # Closing an asyncio transport flushes what is buffered first.
+    request.protocol.force_close()
+
+
 def exception_response(request: web.Request, exc: Exception) -> web.Response:
     """The JSON answer for an exception a view let through."""
     if isinstance(exc, HTTPError):
-        return error_response(exc.status, exc.message, headers=exc.headers)
+        return exc.response()
     if isinstance(exc, ParseError | StageError):
         return error_response(400, exc.message)
     if isinstance(exc, web.HTTPException) and exc.status >= 400:

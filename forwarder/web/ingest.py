@@ -7,7 +7,6 @@ aiohttp and the queue's commit future.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
@@ -15,67 +14,25 @@ from aiohttp import web
 
 from forwarder import jsonio
 from forwarder.ingest.errors import ParseError
-from forwarder.obs.logs import get_logger
+from forwarder.model import Identity
+from forwarder.obs.logs import debug_enabled, get_logger
 from forwarder.obs.metrics import Metrics, RejectReason
 from forwarder.pipeline import Pipeline, StageError, Work
 from forwarder.queue import QueueFull, QueueUnavailable
 from forwarder.web.auth import authorize
-from forwarder.web.errors import HTTPError, error_response, exception_response
-from forwarder.web.keys import METRICS, QUEUE, RUNTIME
+from forwarder.web.body import body_if_complete, read_body
+from forwarder.web.errors import HTTPError, exception_response, send_and_close
+from forwarder.web.hints import wrong_endpoint
+from forwarder.web.keys import (
+    BODY_TIMEOUT,
+    METRICS,
+    QUEUE,
+    REDACTOR,
+    REJECT_LOG_LIMITER,
+    RUNTIME,
+)
 
 _log = get_logger()
-
-
-def _too_large(limit: int) -> HTTPError:
-    return HTTPError(
-        f"body larger than server.max_body_bytes ({limit} bytes)", reason="too_large", status=413
-    )
-
-
-def _body_if_complete(request: web.Request, limit: int) -> bytes | None:
-    """The whole body if it has already arrived, without a trip through the event loop.
-
-    Alert bodies usually arrive in the same packet as the headers. None means
-    "read it with :func:`_read_body`"; a declared length over ``limit`` is
-    refused with 413 before anything is read.
-    """
-    length = request.content_length
-    if length is None:
-        return None
-    if length > limit:
-        raise _too_large(limit)
-    if length == 0:
-        return b""
-    stream = request.content
-    if not stream.is_eof():
-        return None
-    data = stream.read_nowait(-1)
-    if len(data) != length:
-        raise HTTPError(f"body ended after {len(data)} of {length} bytes", reason="bad_json")
-    return data
-
-
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    """The whole body, refusing with 413 as soon as it exceeds ``limit`` bytes.
-
-    A chunked body is refused as soon as what arrived passes the limit.
-    """
-    length = request.content_length
-    if length is not None:
-        if length > limit:
-            raise _too_large(limit)
-        try:
-            return await request.content.readexactly(length)
-        except asyncio.IncompleteReadError as exc:
-            raise HTTPError(
-                f"body ended after {len(exc.partial)} of {length} bytes", reason="bad_json"
-            ) from None
-    buf = bytearray()
-    async for chunk in request.content.iter_any():
-        buf += chunk
-        if len(buf) > limit:
-            raise _too_large(limit)
-    return bytes(buf)
 
 
 def _is_utf8(text: str) -> bool:
@@ -93,7 +50,11 @@ _ACCEPTED: dict[int, bytes] = {}
 _JSON = {"Content-Type": "application/json"}
 
 
-def _accepted(n: int) -> web.Response:
+def _accepted(n: int, dead_lettered: int = 0) -> web.Response:
+    """The 200 answer: ``{"accepted": N}``, plus ``"dead_lettered": M`` when alerts were refused."""
+    if dead_lettered:
+        text = b'{"accepted": %d, "dead_lettered": %d}' % (n, dead_lettered)
+        return web.Response(body=text, headers=_JSON)
     body = _ACCEPTED.get(n)
     if body is None:
         body = b'{"accepted": %d}' % n
@@ -137,16 +98,69 @@ def _process(pipeline: Pipeline, source: str, body: bytes, task: str | None) -> 
         raise HTTPError("body nested too deeply", reason="bad_json") from None
 
 
-def _rejected(metrics: Metrics, source: str, exc: HTTPError) -> web.Response:
+def _rejected(
+    request: web.Request,
+    metrics: Metrics,
+    source: str,
+    exc: HTTPError,
+    task: str | None,
+    body: bytes | None,
+) -> web.Response:
+    """Count a refusal, log it as a warning the sender's owner can trace, and answer it.
+
+    The line names the client, path, task and reason; a body of the other
+    source's shape adds which endpoint to post it to (to the answer as well).
+    Lines are rate-limited per source and reason, so a flood of bad requests
+    cannot flood the log; the next line counts those left out.
+    """
     metrics.events_rejected.labels(source, exc.reason).inc()
-    _log.info(
-        "ingest_rejected",
-        source=source,
-        status=exc.status,
-        reason=exc.reason,
-        error=exc.message[:300],
-    )
-    return error_response(exc.status, exc.message, headers=exc.headers)
+    if exc.reason in ("bad_shape", "bad_json") and exc.status == 400:
+        hint = wrong_endpoint(source, body)
+        if hint is not None:
+            exc.message = f"{exc.message} ({hint})"
+    dropped = request.app[REJECT_LOG_LIMITER].allow(f"{source}:{exc.reason}")
+    if dropped is not None:
+        fields: dict[str, object] = {}
+        if dropped:
+            fields["suppressed"] = dropped
+        _log.warning(
+            "ingest_rejected",
+            source=source,
+            client=request.remote,
+            path=request.path,
+            task=task,
+            status=exc.status,
+            reason=exc.reason,
+            error=request.app[REDACTOR].cut(exc.message, 300),
+            **fields,
+        )
+    return exc.response()
+
+
+def _refused(request: web.Request, metrics: Metrics, source: str, processed: Work) -> None:
+    """Count the alerts refused at mapping time and log a warning per route and reason.
+
+    They are already in the dead-letter store (committed with the rest of the
+    request); the line names the route and the fix. Lines are rate-limited
+    per route and reason like rejected requests, with a count of those left out.
+    """
+    limiter = request.app[REJECT_LOG_LIMITER]
+    for r in processed.refused:
+        metrics.alerts_refused.labels(r.item.target, r.reason).inc()
+        dropped = limiter.allow(f"refused:{r.item.target}:{r.reason}:{r.hint[:80]}")
+        if dropped is None:
+            continue
+        fields: dict[str, object] = {"suppressed": dropped} if dropped else {}
+        _log.warning(
+            "alert_refused",
+            source=source,
+            target=r.item.target,
+            reason=r.reason,
+            alert_id=Identity.from_key(r.item.identity).check,
+            hint=r.hint,
+            dead_lettered=True,
+            **fields,
+        )
 
 
 def _accounted(metrics: Metrics, source: str, processed: Work, started: float) -> None:
@@ -155,7 +169,7 @@ def _accounted(metrics: Metrics, source: str, processed: Work, started: float) -
         metrics.attribute_truncations.inc(processed.truncations)
         _log.info("attributes_truncated", count=processed.truncations, source=source)
     metrics.ingest.record(source, len(processed.events), time.perf_counter() - started)
-    if _log.is_enabled_for(10):  # DEBUG: one event per request, ids included
+    if processed.events and debug_enabled():  # one event per request, ids included
         targets = sorted({i.target for i in processed.items})
         _log.debug(
             "ingested",
@@ -185,29 +199,49 @@ def _ingest_handler(
         app = request.app
         runtime = app[RUNTIME].current
         metrics = app[METRICS]
+        body: bytes | None = None
         try:
+            # Credentials first: an unauthenticated body is never read or inflated.
             authorize(request, runtime.auth)
             limit = runtime.config.server.max_body_bytes
-            body = _body_if_complete(request, limit)
+            body = body_if_complete(request, limit)
             if body is None:
-                body = await _read_body(request, limit)
+                body = await read_body(request, limit, timeout=app[BODY_TIMEOUT])
             processed = _process(runtime.pipeline, source, body, task_of(request))
+            refused = processed.refused
             try:
-                await app[QUEUE].put(processed.items)
+                if refused:  # into the dead-letter store, in the same commit
+                    await app[QUEUE].put(processed.items, [(r.item, r.reason) for r in refused])
+                else:
+                    await app[QUEUE].put(processed.items)
             except QueueFull as exc:
                 raise _unavailable(exc, "queue_full", exc.retry_after) from None
             except QueueUnavailable as exc:
                 raise _unavailable(exc, "queue_unavailable", exc.retry_after) from None
         except HTTPError as exc:
-            return _rejected(metrics, source, exc)
+            resp = _rejected(request, metrics, source, exc, _task_or_none(task_of, request), body)
+            if exc.close:
+                await send_and_close(request, resp)
+            return resp
         except Exception as exc:  # a bug still answers JSON (and is logged)
             return exception_response(request, exc)
         _accounted(metrics, source, processed, started)
+        if refused:
+            _refused(request, metrics, source, processed)
+            return _accepted(len(processed.items), len(refused))
         return _accepted(len(processed.events))
 
     handler.__name__ = handler.__qualname__ = f"ingest_{source}"
     handler.__doc__ = doc
     return handler
+
+
+def _task_or_none(task_of: Callable[[web.Request], str | None], request: web.Request) -> str | None:
+    """The task name given outside the body, for a log line (never raises)."""
+    try:
+        return task_of(request)
+    except Exception:  # a query string aiohttp cannot decode: the line goes out without it
+        return None
 
 
 def _unavailable(exc: Exception, reason: RejectReason, retry_after: int) -> HTTPError:

@@ -1,6 +1,9 @@
 """Probes and the scrape: liveness, readiness, metrics, and the JSON 404/405 answers.
 
-These paths need no credentials (see :data:`forwarder.web.auth.PUBLIC_PATHS`).
+These paths need no credentials (see :data:`forwarder.web.auth.PUBLIC_PATHS`),
+so they show no upstream text: a target's state is flags and the forwarder's
+own words (:meth:`forwarder.delivery.health.TargetHealth.public`), and the
+queue's error is masked and cut. The details are in the log.
 """
 
 from __future__ import annotations
@@ -9,10 +12,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
 
 from forwarder.web.errors import error_response
-from forwarder.web.keys import DELIVERER, METRICS, QUEUE, RUNTIME
+from forwarder.web.keys import DELIVERER, METRICS, QUEUE, REDACTOR, RUNTIME
+
+# The queue's error text is local (SQLite's, or the database server's), but
+# it may name a DSN: masked, and no longer than this on an open endpoint.
+_QUEUE_ERROR_LIMIT = 200
 
 
 def method_not_allowed(allowed: list[str]) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -36,20 +43,35 @@ async def healthy(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """Readiness: the queue is open and writable, and no target is refusing our credentials."""
+    """Readiness: the queue is open and writable, and every target can be sent to.
+
+    Unready (503) while a target refuses our credentials (401/403) or its URL
+    redirects (3xx): both need an operator and hold the target. A target being
+    rate-limited (429) stays ready: alerts still queue and will be sent, so
+    the answer is 200 with a ``warnings`` entry and ``rate_limited`` set.
+    """
     queue = request.app[QUEUE]
     deliverer = request.app[DELIVERER]
+    redactor = request.app[REDACTOR]
     problems: list[str] = []
+    warnings: list[str] = []
     if not queue.is_open:
         problems.append("queue is not open")
     elif queue.last_error:
-        problems.append(queue.last_error)
+        problems.append(redactor.cut(queue.last_error, _QUEUE_ERROR_LIMIT))
     for name, health in deliverer.health().items():
         if health.auth_failed:
-            problems.append(
-                f"target {name}: BigPanda refused the credentials ({health.last_error})"
+            problems.append(f"target {name}: BigPanda refused the credentials ({health.reason})")
+        elif health.redirected:
+            problems.append(f"target {name}: {health.reason}")
+        if health.rate_limited_for is not None:
+            warnings.append(
+                f"target {name}: rate-limited by BigPanda (429); next attempt in"
+                f" {health.rate_limited_for:g} s at most"
             )
     body: dict[str, Any] = {"targets": deliverer.describe()}
+    if warnings:
+        body["warnings"] = warnings
     if problems:
         body.update(status="not ready", error="; ".join(problems))
         return web.json_response(body, status=503)
@@ -63,5 +85,7 @@ async def metrics(request: web.Request) -> web.Response:
     queue = request.app[QUEUE]
     if queue.is_open:
         await m.queue.refresh(queue.stats, request.app[RUNTIME].current.config.targets)
-    body = generate_latest(m.registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    # The OpenMetrics text format when the scraper asks for it (Prometheus
+    # does, in its Accept header), the classic text format otherwise.
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return web.Response(body=encoder(m.registry), headers={"Content-Type": content_type})

@@ -16,8 +16,12 @@ def setup_routes(app: web.Application) -> None:
     the allowed ones, and any other path a JSON 404.
     """
     app.router.add_post("/kapacitor", ingest.ingest_kapacitor)
+    # A trailing slash is the same endpoint (no task): senders' URL fields
+    # often end in one.
+    app.router.add_post("/kapacitor/", ingest.ingest_kapacitor)
     app.router.add_post("/kapacitor/{task}", ingest.ingest_kapacitor)
     app.router.add_post("/influxdb", ingest.ingest_influxdb)
+    app.router.add_post("/influxdb/", ingest.ingest_influxdb)
     app.router.add_get("/-/healthy", json_errors(probes.healthy))
     app.router.add_get("/-/ready", json_errors(probes.ready))
     app.router.add_post("/-/reload", json_errors(admin.reload))
@@ -30,4 +34,5 @@ def setup_routes(app: web.Application) -> None:
         assert isinstance(resource, web.Resource)  # plain and dynamic paths only
         allowed = sorted({route.method for route in resource})
         resource.add_route("*", probes.method_not_allowed(allowed))
-    app.router.add_route("*", "/{path:.*}", probes.not_found)
+    # [\s\S], not ".": a path may hold a newline (%0A), and it must still land here.
+    app.router.add_route("*", r"/{path:[\s\S]*}", probes.not_found)

@@ -7,7 +7,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from forwarder.config import Config, ConfigError, load_config
+from forwarder.config import (
+    Config,
+    ConfigError,
+    build_config,
+    mask,
+    read_file,
+)
 from forwarder.delivery.deliverer import Deliverer
 from forwarder.obs.logs import Redactor, get_logger
 from forwarder.obs.metrics import Metrics
@@ -51,21 +57,34 @@ class Reloader:
         self._lock = asyncio.Lock()
 
     async def reload(self) -> Config:
-        """Reload from ``path``; raises :class:`ConfigError` and changes nothing if it is bad."""
+        """Reload from ``path``; raises :class:`ConfigError` and changes nothing if it is bad.
+
+        The new file's secrets are given to the redactor *before* it is
+        validated (beside the running config's, which stay in use if it is
+        refused), so no error about it, logged or answered, can show a new
+        token; the error text is masked as well.
+        """
         async with self._lock:
             metrics = self.metrics
             log = get_logger()
             if self.path is None:
                 raise ConfigError("", "no config file to reload from")
+            old = self.holder.current
+            secrets = old.config.secrets()
             try:
-                config = await asyncio.to_thread(load_config, self.path)
+                doc = await asyncio.to_thread(read_file, self.path)
+                secrets += doc.secrets()
+                self.redactor.set_secrets(secrets)
+                config = await asyncio.to_thread(build_config, doc)
+                secrets += config.secrets()  # token_file contents, read while building
+                self.redactor.set_secrets(secrets)
                 runtime = build_runtime(config)
-                old = self.holder.current
                 _check_restart_keys(old.config, config)
             except ConfigError as exc:
+                failed = mask(exc, secrets)
                 metrics.config_reload_ok.set(0)
-                log.error("config_reload_failed", error=str(exc))
-                raise
+                log.error("config_reload_failed", error=str(failed))
+                raise failed from None
             deliverer = self.deliverer
             self.holder.current = runtime
             self.redactor.set_secrets(config.secrets())
@@ -77,8 +96,12 @@ class Reloader:
 
 def _check_restart_keys(old: Config, new: Config) -> None:
     """Keys that only take effect at start-up: refuse a reload that changes them."""
-    if old.queue.path != new.queue.path:
+    if old.queue.backend != new.queue.backend:
+        raise ConfigError("queue.backend", "changing the queue backend needs a restart")
+    if old.queue.backend == "sqlite" and old.queue.path != new.queue.path:
         raise ConfigError("queue.path", "changing the queue file needs a restart")
+    if old.queue.dsn != new.queue.dsn:
+        raise ConfigError("queue.dsn", "changing the queue database needs a restart")
     if (old.server.host, old.server.port) != (new.server.host, new.server.port):
         raise ConfigError("server.listen", "changing the listen address needs a restart")
     if old.server.tls != new.server.tls:
@@ -86,5 +109,19 @@ def _check_restart_keys(old: Config, new: Config) -> None:
 
 
 def build_runtime(config: Config) -> Runtime:
-    """Compile templates and build the pure pipeline; raises ConfigError on bad templates."""
-    return Runtime(config=config, pipeline=Pipeline(config), auth=Authenticator(config.server.auth))
+    """Compile templates and build the pure pipeline; raises ConfigError on bad templates.
+
+    The mapping names the template key of any compile failure it knows of;
+    anything else raised while building (a bug, or a Jinja failure mode not
+    yet known) is still a one-line ConfigError, never a traceback or a 500.
+    """
+    try:
+        pipeline = Pipeline(config)
+    except ConfigError:
+        raise
+    except Exception as exc:  # any failure to build the pipeline is a config refusal
+        text = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise ConfigError(
+            "mapping", f"templates cannot be compiled: {type(exc).__name__}: {text}"
+        ) from None
+    return Runtime(config=config, pipeline=pipeline, auth=Authenticator(config.server.auth))

@@ -103,23 +103,6 @@ CASES: list[Any] = [
         id="critical-explicit-source",
     ),
     pytest.param(
-        "kapacitor-alert-minimal.json",
-        [],
-        [
-            {
-                "app_key": "<redacted>",
-                "check": "id",
-                "description": "message",
-                "details": "details",  # not JSON, so kept
-                "status": "critical",
-                "timestamp": 0,
-                "task": ":alert",
-                "value": "1",
-            }
-        ],
-        id="minimal",
-    ),
-    pytest.param(
         "influxdb-notification-crit.json",
         ["--source", "influxdb"],
         [
@@ -157,37 +140,70 @@ def test_render_tells_influxdb_apart_by_shape(tmp_path: Path) -> None:
     assert without == with_flag
 
 
-def test_httppost_sample_without_level_is_refused(tmp_path: Path) -> None:
-    """The httpPost sample has no level column: by default render exits 1 with a clear error."""
-    result = render(tmp_path, "kapacitor-httppost-row.json")
-    assert result.returncode == 1
-    assert result.stdout == ""
+MINIMAL_ALERT = {
+    "app_key": "<redacted>",
+    "check": "id",
+    "description": "message",
+    "details": "details",  # not JSON, so kept
+    "status": "critical",
+    "timestamp": 0,
+    "task": ":alert",
+    "value": "1",
+}
+
+
+def test_alert_bigpanda_would_refuse_is_printed_with_a_warning_and_exit_2(tmp_path: Path) -> None:
+    """An alert without a primary property still prints, warns on stderr and exits 2.
+
+    The minimal sample has no host, service, application or device, so BigPanda
+    would refuse it; the daemon would dead-letter it as no_primary_property.
+    """
+    result = render(tmp_path, "kapacitor-alert-minimal.json")
+    assert result.returncode == 2
+    assert json.loads(result.stdout) == [MINIMAL_ALERT]
     assert result.stderr.count("\n") == 1
-    assert result.stderr.startswith(
-        f"forwarder: error: {EXAMPLES / 'kapacitor-httppost-row.json'}: "
-        "series[0].values[0]: no 'level' column or tag"
-    )
-    assert "ingest.httppost.default_level" in result.stderr
+    assert result.stderr.startswith("forwarder: warning: ")
+    assert "would be refused and dead-lettered (no_primary_property)" in result.stderr
+    assert "route 'default'" in result.stderr
+    assert "mapping.host" in result.stderr
+    assert TOKEN not in result.stderr + result.stdout
+    assert APP_KEY not in result.stderr + result.stdout
 
 
-def test_httppost_sample_with_default_level_renders_one_alert(tmp_path: Path) -> None:
-    """With ingest.httppost.default_level CRITICAL, the httpPost row renders one alert."""
-    result = render(
-        tmp_path, "kapacitor-httppost-row.json", "--task", "cpu_alert", config=HTTPPOST_CONFIG
-    )
-    assert printed_alerts(result) == [
-        {
-            "app_key": "<redacted>",
-            # Kapacitor's default alert id is "{{ .Name }}:{{ .Group }}".
-            "check": "cpu:host=serverA,type=idle",
-            "status": "critical",
-            "timestamp": 31536000,  # 1971-01-01T00:00:00Z
-            "task": "cpu_alert:cpu",
-            "host": "serverA",
-            "type": "idle",
-            "value": "97.1",
-        }
-    ]
+def test_refused_alert_is_fixed_by_the_hinted_mapping(tmp_path: Path) -> None:
+    """Following the hint (a host template) makes render exit 0 without a warning."""
+    config = CONFIG + 'mapping:\n  host: "{{ name }}"\n'
+    [alert] = printed_alerts(render(tmp_path, "kapacitor-alert-minimal.json", config=config))
+    assert alert == {**MINIMAL_ALERT, "host": "alert"}
+
+
+HTTPPOST_ALERT = {
+    "app_key": "<redacted>",
+    # Kapacitor's default alert id is "{{ .Name }}:{{ .Group }}".
+    "check": "cpu:host=serverA,type=idle",
+    "status": "critical",
+    "timestamp": 31536000,  # 1971-01-01T00:00:00Z
+    "task": "cpu_alert:cpu",
+    "host": "serverA",
+    "type": "idle",
+    "value": "97.1",
+}
+
+
+@pytest.mark.parametrize(
+    ("config", "app_key"),
+    [
+        pytest.param(CONFIG, "<redacted>", id="credentials"),
+        pytest.param(HTTPPOST_CONFIG, "<redacted>", id="default-level-not-needed"),
+        # The shipped config without its environment: dry-run, no token, no app key.
+        pytest.param((REPO / "config" / "forwarder.yaml").read_text(), "", id="shipped-config"),
+    ],
+)
+def test_httppost_sample_renders_one_alert(tmp_path: Path, config: str, app_key: str) -> None:
+    """The httpPost sample (a row with a level column) renders one alert, with the shipped
+    config too, which has neither token nor app key: render never needs them."""
+    result = render(tmp_path, "kapacitor-httppost-row.json", "--task", "cpu_alert", config=config)
+    assert printed_alerts(result) == [{**HTTPPOST_ALERT, "app_key": app_key}]
 
 
 def test_render_of_wrong_source_fails_clearly(tmp_path: Path) -> None:
@@ -238,3 +254,23 @@ def test_render_compact_prints_one_line(tmp_path: Path) -> None:
     result = render(tmp_path, "kapacitor-alert-critical.json", "--compact")
     assert result.stdout.count("\n") == 1
     assert printed_alerts(result) == [CRITICAL_ALERT]
+
+
+@pytest.mark.parametrize(
+    "targets",
+    [
+        pytest.param(
+            "targets:\n  bigpanda:\n    kind: alerts_v2\n    app_key: some-app-key\n",
+            id="app-key-without-token",
+        ),
+        pytest.param(
+            "targets:\n  bigpanda:\n    kind: alerts_v2\n    token: ${UNSET_TOKEN}\n"
+            "    app_key: ${UNSET_APP_KEY}\n",
+            id="unset-variables",
+        ),
+    ],
+)
+def test_render_needs_no_token(tmp_path: Path, targets: str) -> None:
+    """render sends nothing, so a config without a usable token still renders."""
+    [alert] = printed_alerts(render(tmp_path, "kapacitor-alert-critical.json", config=targets))
+    assert alert["check"] == CRITICAL_ALERT["check"]

@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import yaml
 
 from tests.conftest import Daemon, example, target_config
@@ -179,3 +182,72 @@ async def test_sigterm_during_a_hung_request_exits_0_within_the_drain_bound(
     daemon.start()
     await daemon.wait_ready()
     await fake.wait_for(lambda f: set(checks) <= set(f.checks()), timeout=30)
+
+
+def run_once(config: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``forwarder run`` that is expected to exit by itself (it could not start)."""
+    return subprocess.run(
+        [sys.executable, "-m", "forwarder", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=str(config.parent),
+        timeout=timeout,
+        check=False,
+    )
+
+
+def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """The ``forwarder: error:`` lines of a run; there must be no traceback."""
+    out = result.stdout + result.stderr
+    assert "Traceback" not in out, out
+    return [line for line in out.splitlines() if line.startswith("forwarder: error: ")]
+
+
+async def test_second_daemon_on_the_same_queue_says_who_holds_it_in_one_line(
+    daemon_factory: DaemonFactory, tmp_path: Path
+) -> None:
+    """A second ``forwarder run`` on a queue file a running daemon owns exits 1 with one
+    error line naming the file and the other daemon's PID."""
+    first = daemon_factory(daemon_config("http://127.0.0.1:9/unused"))
+    first.start()
+    await first.wait_ready()
+    assert first.proc is not None
+    second_config = tmp_path / "second.yaml"
+    second_config.write_text(first.config_path.read_text().replace(str(first.port), "0"))
+
+    result = await asyncio.to_thread(run_once, second_config)
+    assert result.returncode == 1, result.stdout + result.stderr
+    [line] = error_lines(result)
+    assert "queue.db" in line
+    assert str(first.proc.pid) in line
+    assert await asyncio.to_thread(first.terminate) == 0
+
+
+def unopenable_dir(path: Path) -> None:
+    path.mkdir()
+
+
+def unopenable_garbage(path: Path) -> None:
+    path.write_bytes(b"not a database, and never was\n" * 200)
+
+
+@pytest.mark.parametrize(
+    "spoil", [unopenable_dir, unopenable_garbage], ids=["directory-in-place", "not-a-database"]
+)
+def test_queue_that_cannot_be_opened_is_one_line_and_left_alone(
+    tmp_path: Path, spoil: Callable[[Path], None]
+) -> None:
+    """``run`` on a queue path that holds a directory or a non-database file exits 1 with one
+    line naming the path, and leaves what is there untouched."""
+    config = tmp_path / "forwarder.yaml"
+    config.write_text(daemon_config("http://127.0.0.1:9/unused"))
+    queue = tmp_path / "queue.db"
+    spoil(queue)
+    before = queue.read_bytes() if queue.is_file() else None
+
+    result = run_once(config)
+    assert result.returncode == 1, result.stdout + result.stderr
+    [line] = error_lines(result)
+    assert str(queue) in line or "queue.db" in line
+    assert (queue.read_bytes() if queue.is_file() else None) == before
+    assert queue.exists()

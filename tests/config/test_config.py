@@ -43,15 +43,18 @@ def check_config(
 # fixture file -> the start of the one error line (key path, then what is wrong).
 BAD_CONFIGS = {
     "unknown_key_top_level.yaml": "servr: unknown key",
-    "unknown_key_nested.yaml": "targets.bigpanda.tokn: unknown key",
+    "unknown_key_nested.yaml": "targets.bigpanda.tokn: unknown key (did you mean `token`?)",
+    "unknown_key_suggests_closest.yaml": "batch.max_alert: unknown key"
+    " (did you mean `max_alerts`?)",
     "unknown_key_route_mapping.yaml": "routes[0].mapping.colour: unknown key",
     "section_not_a_mapping.yaml": "server: must be a mapping, got a number",
     "bad_url.yaml": "targets.bigpanda.url: not a URL",
     "url_with_credentials.yaml": "targets.bigpanda.url: must not carry credentials",
     "bad_target_kind.yaml": "targets.bigpanda.kind: must be one of alerts_v2, oim, log",
     "no_targets.yaml": "targets: at least one target is required",
-    "bad_duration.yaml": "batch.linger: not a duration: 'soon'",
-    "duration_without_unit.yaml": "retry.initial: must be a duration with a unit",
+    "bad_duration.yaml": "batch.linger: not a duration: 'soon' (units: ns, us, µs, ms, s, m, h, d;",
+    "duration_without_unit.yaml": "retry.initial: must be a duration with a unit"
+    " (ns, us, µs, ms, s, m, h, d)",
     "retry_max_below_initial.yaml": "retry.max: must not be below retry.initial",
     "bad_size.yaml": "server.max_body_bytes: not a size: '1 lots'",
     "not_a_whole_number.yaml": "queue.max_events: must be a whole number",
@@ -64,14 +67,31 @@ BAD_CONFIGS = {
     "route_unknown_level.yaml": "routes[0].match.level: unknown level 'severe'",
     "route_unknown_source.yaml": "routes[0].match.source: unknown source 'telegraf'",
     "empty_app_key_with_token.yaml": "routes[0].app_key: empty",
-    "app_key_without_token.yaml": "targets.bigpanda.token: must be set",
+    "app_key_without_token.yaml": "targets.bigpanda.token: is empty but targets.bigpanda.app_key"
+    " is set; set the token (or token_file), or clear both for dry-run",
+    "app_key_without_token_from_env.yaml": "targets.bigpanda.token: is empty"
+    " (from ${FORWARDER_FIXTURE_EMPTY_TOKEN}) but targets.bigpanda.app_key is set",
     "mixed_credentials.yaml": "targets.staging.token: has no credentials while other targets do",
+    "secret_quoted_in_error.yaml": "targets.bigpanda.app_key_in: must be one of body, header,"
+    " got '***'",
+    "queue_unknown_backend.yaml": "queue.backend: must be one of sqlite, postgres, got 'mysql'",
+    "queue_dsn_with_sqlite.yaml": "queue.dsn: does not apply to queue.backend sqlite; remove it",
+    "queue_path_with_postgres.yaml": "queue.path: does not apply to queue.backend postgres",
+    "queue_synchronous_with_postgres.yaml": "queue.synchronous: does not apply to queue.backend"
+    " postgres",
+    "queue_reserve_with_postgres.yaml": "queue.reserve_bytes: does not apply to queue.backend"
+    " postgres",
+    "queue_postgres_without_dsn.yaml": "queue.dsn: is empty (from ${FORWARDER_FIXTURE_UNSET_DSN});"
+    " it is required with queue.backend postgres",
+    "queue_dsn_not_postgres.yaml": "queue.dsn: must be a postgresql:// URL, got a mysql:// one",
     "token_and_token_file.yaml": "targets.bigpanda.token_file: set either token or token_file",
     "token_file_unreadable.yaml": "targets.bigpanda.token_file: cannot read "
     + str(FIXTURES / "no-such-token-file.txt"),
     "unset_env_var.yaml": "targets.bigpanda.token: environment variable "
     "FORWARDER_FIXTURE_UNSET_TOKEN is not set",
     "template_syntax_error.yaml": "mapping.attributes.runbook: template syntax error",
+    # Jinja folds constants while compiling; the key is named to the mapping block at least.
+    "template_compile_error.yaml": "mapping",
     "route_template_syntax_error.yaml": "routes[0].mapping.host: template syntax error",
     "status_unknown_level.yaml": "mapping.status.SEVERE: unknown level 'SEVERE'",
     "status_bad_value.yaml": "mapping.status.WARNING: not a BigPanda status",
@@ -129,8 +149,12 @@ def test_shipped_config_passes_with_an_empty_environment() -> None:
     assert result.stderr == ""
     assert result.stdout.startswith(f"config OK: {SHIPPED}")
     assert "listen:  http://127.0.0.1:9095" in result.stdout
-    assert f"queue:   {REPO / 'data' / 'queue.db'} " in result.stdout
+    assert f"queue:   {REPO / 'data' / 'queue.db'} (backend=sqlite," in result.stdout
     assert "DRY-RUN" in result.stdout
+    assert (
+        "to send, set: targets.bigpanda.token (from ${BIGPANDA_TOKEN}),"
+        " targets.bigpanda.app_key (from ${BIGPANDA_APP_KEY})\n" in result.stdout
+    )
 
 
 def test_config_defaults_to_the_shipped_file() -> None:
@@ -426,6 +450,15 @@ def test_defaults_fill_what_is_not_given() -> None:
     assert cfg.ingest.httppost.default_level is None
     [route] = cfg.routes
     assert route.match is None
+
+
+def test_sqlite_disk_headroom_is_configurable() -> None:
+    """queue.reserve_bytes and queue.ballast_bytes take sizes; 0 turns the ballast off."""
+    text = "queue:\n  reserve_bytes: 8MiB\n  ballast_bytes: 0\ntargets:\n  b:\n    kind: log\n"
+    cfg = parse_config(text, base_dir=Path("/x"), env={})
+    assert (cfg.queue.reserve_bytes, cfg.queue.ballast_bytes) == (8 * 1024**2, 0)
+    default = parse_config("targets:\n  b:\n    kind: log\n", base_dir=Path("/x"), env={})
+    assert (default.queue.reserve_bytes, default.queue.ballast_bytes) == (64 << 20, 16 << 20)
 
 
 @pytest.mark.parametrize(

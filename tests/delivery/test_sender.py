@@ -201,96 +201,99 @@ async def test_every_alert_survives_503s_429s_resets_and_latency(
 # --------------------------------------------------------------------------- 2. permanent errors
 
 
-async def test_401_is_dead_lettered_marks_unready_and_replay_delivers(
+@dataclass(frozen=True)
+class Refusal:
+    """A permanent refusal by BigPanda and what it must leave behind."""
+
+    faults: FaultPlan
+    check: str
+    reason: str
+    status: int
+    answer: str  # a piece of BigPanda's answer, kept in the dead letter
+    replay: str  # "api" (POST /api/v1/dead-letters/replay) or "cli" (forwarder dlq replay)
+    unready: bool  # the target is held and /-/ready answers 503 until a delivery
+
+
+REFUSALS = [
+    Refusal(FaultPlan(reject_auth=401), "auth-1", "authError", 401, "bad token", "api", True),
+    Refusal(FaultPlan(force_status=400), "bad-1", "clientError", 400, "forced", "cli", False),
+]
+
+
+@pytest.mark.parametrize("case", REFUSALS, ids=lambda c: str(c.status))
+async def test_a_refused_alert_is_dead_lettered_listed_and_replayed(
     make_client: ClientFactory,
     fake_bigpanda: FakeBigPanda,
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
+    case: Refusal,
 ) -> None:
-    """A 401 dead-letters the alert (reason, status), fails /-/ready; API replay delivers it."""
+    """A 401 or a 400 dead-letters the alert with its reason, status and the first KiB of
+    BigPanda's answer; ``dlq list`` shows it; a replay (admin API or ``dlq replay --all``,
+    picked up by the daemon's idle poll) delivers it. A 401 also fails /-/ready naming the
+    target, with no secret in the answer or the log, until a delivery succeeds."""
     fake = fake_bigpanda
     text = config_text(fake.alerts_url)
     config_path = write_config(tmp_path, text)
     client = await make_client(text)
-    fake.set_faults(FaultPlan(reject_auth=401))
+    fake.set_faults(case.faults)
 
-    status, _, _ = await post(client, kapacitor_alert("auth-1"))
+    status, _, _ = await post(client, kapacitor_alert(case.check))
     assert status == 200
     (dl,) = await wait_dead_letters(client, 1)
     assert {k: dl[k] for k in ("target", "reason", "status", "attempts", "check")} == {
         "target": "bigpanda",
-        "reason": "authError",
-        "status": 401,
+        "reason": case.reason,
+        "status": case.status,
         "attempts": 1,
-        "check": "auth-1",
+        "check": case.check,
     }
+    async with client.get(f"/api/v1/dead-letters/{dl['id']}") as r:
+        detail = await r.json()
+    assert case.answer in detail["response"]
+    assert detail["alert"]["check"] == case.check
+    assert await queued(client) == 0
+
     async with client.get("/-/ready") as r:
-        assert r.status == 503
+        assert r.status == (503 if case.unready else 200)
         ready = await r.json()
-    assert "bigpanda" in ready["error"]
-    assert "401" in ready["error"]
-    assert ready["targets"]["bigpanda"]["auth_failed"] is True
+    assert ready["targets"]["bigpanda"]["auth_failed"] is case.unready
     assert TOKEN not in json.dumps(ready)
-    logged = capfd.readouterr().out
-    (auth_line,) = [ln for ln in logged.splitlines() if "target_auth_failed" in ln]
-    assert "bigpanda" in auth_line
-    assert TOKEN not in logged
+    if case.unready:
+        assert "bigpanda" in ready["error"]
+        assert str(case.status) in ready["error"]
+        logged = capfd.readouterr().out
+        (auth_line,) = [ln for ln in logged.splitlines() if "target_auth_failed" in ln]
+        assert "bigpanda" in auth_line
+        assert TOKEN not in logged
 
     code, out = await forwarder_cli(config_path, "dlq", "list")
     assert code == 0, out
-    (line,) = [ln for ln in out.splitlines() if "auth-1" in ln]
+    (line,) = [ln for ln in out.splitlines() if case.check in ln]
     assert str(dl["id"]) in line.split()
-    assert "authError" in line.split()
-    assert "401" in line.split()
+    assert case.reason in line.split()
+    assert str(case.status) in line.split()
 
     fake.set_faults(FaultPlan())
-    async with client.post("/api/v1/dead-letters/replay", json={"all": True}) as r:
-        assert r.status == 200
-        assert await r.json() == {"replayed": 1}
-    await fake.wait_for(lambda f: "auth-1" in f.checks(), timeout=10)
+    if case.replay == "api":
+        async with client.post("/api/v1/dead-letters/replay", json={"all": True}) as r:
+            assert r.status == 200
+            assert await r.json() == {"replayed": 1}
+    else:
+        code, out = await forwarder_cli(config_path, "dlq", "replay", "--all")
+        assert code == 0, out
+        assert "replayed 1" in out
+    await fake.wait_for(lambda f: case.check in f.checks(), timeout=10)
     assert await dead_letters(client) == []
+    await wait_queue_empty(client)
+    stats = await client.app[QUEUE].stats()
+    assert (stats.events, stats.bytes) == (0, 0)  # counted on lease, so never negative
 
     async def ready_again() -> bool:
         async with client.get("/-/ready") as r:
             return r.status == 200
 
     await eventually(ready_again, timeout=5, what="/-/ready answering 200 after a delivery")
-
-
-async def test_400_is_dead_lettered_with_the_response_and_cli_replay_delivers(
-    make_client: ClientFactory, fake_bigpanda: FakeBigPanda, tmp_path: Path
-) -> None:
-    """A 400 dead-letters the alert with BigPanda's answer; ``dlq replay --all`` delivers it."""
-    fake = fake_bigpanda
-    text = config_text(fake.alerts_url)
-    config_path = write_config(tmp_path, text)
-    client = await make_client(text)
-    fake.set_faults(FaultPlan(force_status=400))
-
-    status, _, _ = await post(client, kapacitor_alert("bad-1"))
-    assert status == 200
-    (dl,) = await wait_dead_letters(client, 1)
-    assert (dl["reason"], dl["status"], dl["check"]) == ("clientError", 400, "bad-1")
-    async with client.get(f"/api/v1/dead-letters/{dl['id']}") as r:
-        detail = await r.json()
-    assert "forced" in detail["response"]  # the first KiB of BigPanda's answer
-    assert detail["alert"]["check"] == "bad-1"
-    assert await queued(client) == 0
-
-    code, out = await forwarder_cli(config_path, "dlq", "list")
-    assert code == 0, out
-    assert any("bad-1" in ln and "clientError" in ln and " 400 " in ln for ln in out.splitlines())
-
-    fake.set_faults(FaultPlan())
-    code, out = await forwarder_cli(config_path, "dlq", "replay", "--all")
-    assert code == 0, out
-    assert "replayed 1" in out
-    # The running daemon picks up another process's replay on its idle poll.
-    await fake.wait_for(lambda f: "bad-1" in f.checks(), timeout=10)
-    assert await dead_letters(client) == []
-    await wait_queue_empty(client)
-    stats = await client.app[QUEUE].stats()
-    assert (stats.events, stats.bytes) == (0, 0)  # counted on lease, so never negative
 
 
 # --------------------------------------------------------------------------- 3. full queue
@@ -615,17 +618,18 @@ async def scripted(clock: FakeClock) -> AsyncIterator[ScriptedFactory]:
         await server.stop()
 
 
-async def test_a_split_batch_never_lets_newer_states_overtake_older_ones(
+async def test_states_of_one_alert_go_one_per_batch_in_order(
     make_client: ClientFactory, scripted: ScriptedFactory
 ) -> None:
-    """After a 413 split, a retry of the first half holds back newer states in the second half."""
-    server = await scripted([413, 503])  # the whole batch is too large; its first half fails
+    """Each batch carries one state of an alert, so a failed older state holds the newer ones
+    back, and a batch sent again can never bring an older state after a newer one."""
+    server = await scripted([503])  # the first state fails once
     client = await make_client(config_text(server.url, retry={"initial": "50ms", "max": "100ms"}))
     times = [T0 + i for i in range(4)]
     status, _, _ = await post(client, httppost_rows(["X"] * 4, times))
     assert status == 200
     await server.wait_delivered(4, timeout=10)
-    assert [len(r.alerts) for r in server.log[:2]] == [4, 2]
+    assert [len(r.alerts) for r in server.log] == [1] * 5
     delivered = [int(a["timestamp"]) for a in server.delivered()]
     assert delivered == times
 
@@ -634,7 +638,8 @@ async def test_a_split_batch_never_lets_newer_states_overtake_older_ones(
 async def test_retry_after_holds_the_target_back(
     make_client: ClientFactory, scripted: ScriptedFactory, clock: FakeClock, form: str
 ) -> None:
-    """A 429's Retry-After (seconds or HTTP date) delays the next request at least that long."""
+    """A 429's Retry-After (seconds or HTTP date, under ``retry.max``) delays the next
+    request at least that long."""
     if form == "seconds":
         retry_after, at_least = "1", 1.0
     else:
@@ -645,9 +650,196 @@ async def test_retry_after_holds_the_target_back(
         retry_after = format_datetime(ahead, usegmt=True)
         at_least = 1.0
     server = await scripted([429], {"Retry-After": retry_after})
-    client = await make_client(config_text(server.url, retry={"initial": "10ms", "max": "50ms"}))
+    client = await make_client(config_text(server.url, retry={"initial": "10ms", "max": "5s"}))
     assert (await post(client, kapacitor_alert("limited")))[0] == 200
     await server.wait_delivered(1, timeout=10)
     first, second = server.log
     assert (first.status, second.status) == (429, 201)
     assert second.at - first.at >= at_least
+
+
+# --------------------------------------------------------------------------- delivery edge cases
+
+
+def metric(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    """One sample's value (0 when the series does not exist)."""
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+async def ready(client: Client) -> tuple[int, dict[str, Any]]:
+    async with client.get("/-/ready") as r:
+        doc: dict[str, Any] = await r.json()
+        return r.status, doc
+
+
+async def test_a_2xx_whose_body_cannot_be_read_is_delivered_once(
+    make_client: ClientFactory, fake_bigpanda: FakeBigPanda, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A 201 whose body claims gzip and is not: the status line decides, so the batch is
+    acknowledged once (not resent), counted delivered, and the unreadable body only logged."""
+    fake = fake_bigpanda
+    fake.set_faults(FaultPlan(bad_encoding=True))
+    registry = CollectorRegistry()
+    client = await make_client(config_text(fake.alerts_url), registry=registry)
+    checks = [f"gz-{i}" for i in range(20)]
+    status, _, _ = await post(client, httppost_rows(checks, [T0 + i for i in range(20)]))
+    assert status == 200
+    await fake.wait_for(lambda f: set(checks) <= set(f.checks()), timeout=10)
+    await wait_queue_empty(client)
+    assert metric(registry, "forwarder_alerts_delivered_total", target="bigpanda") == 20
+    assert len(fake.requests) == 1
+    assert sorted(fake.checks()) == sorted(checks)
+    assert await dead_letters(client) == []
+    (line,) = [ln for ln in capfd.readouterr().out.splitlines() if "response_body_unreadable" in ln]
+    assert "201" in line
+
+
+@pytest.mark.parametrize("redirect", [301, 302, 307, 308])
+async def test_a_redirect_is_not_followed_holds_the_target_and_dead_letters_nothing(
+    make_client: ClientFactory, fake_bigpanda: FakeBigPanda, redirect: int
+) -> None:
+    """A 3xx is never followed (the token goes nowhere else); the target is held and unready
+    with "the target URL redirects to <Location>", the Location's credentials masked; the
+    alert stays queued, not dead-lettered, and is delivered once the target answers again."""
+    fake = fake_bigpanda
+    location = f"{fake.elsewhere_url}?access_token=leaked-9f8e7d"
+    fake.set_faults(FaultPlan(redirect_to=location, redirect_status=redirect))
+    registry = CollectorRegistry()
+    client = await make_client(config_text(fake.alerts_url), registry=registry)
+    assert (await post(client, kapacitor_alert("moved")))[0] == 200
+
+    async def unready() -> bool:
+        return (await ready(client))[0] == 503
+
+    await eventually(unready, timeout=10, what="/-/ready answering 503 for the redirect")
+    await fake.wait_for(lambda f: len(f.requests) >= 2, timeout=10)  # held, tried again
+    _, doc = await ready(client)
+    assert "target bigpanda: the target URL redirects to " in doc["error"]
+    assert f"{fake.elsewhere_url}?access_token=***" in doc["error"]
+    assert "leaked-9f8e7d" not in json.dumps(doc)
+    assert doc["targets"]["bigpanda"]["redirected"] is True
+    assert fake.elsewhere == []
+    assert await dead_letters(client) == []
+    assert await queued(client) == 1
+    assert (
+        metric(registry, "forwarder_delivery_failures_total", target="bigpanda", reason="redirect")
+        >= 1
+    )
+
+    fake.set_faults(FaultPlan())
+    await fake.wait_for(lambda f: f.checks() == ["moved"], timeout=10)
+    await wait_queue_empty(client)
+    assert await dead_letters(client) == []
+    assert fake.elsewhere == []
+
+    async def ready_again() -> bool:
+        return (await ready(client))[0] == 200
+
+    await eventually(ready_again, timeout=5, what="/-/ready answering 200 after a delivery")
+
+
+async def test_a_huge_retry_after_is_capped_at_retry_max_and_shown(
+    make_client: ClientFactory, scripted: ScriptedFactory
+) -> None:
+    """A 429 with ``Retry-After: 86400`` holds the target for ``retry.max`` (20 s here), not
+    a day; meanwhile /-/ready stays 200 with a rate-limit warning and
+    ``forwarder_target_rate_limited`` is 1, and both clear after the delivery."""
+    server = await scripted([429], {"Retry-After": "86400"})
+    registry = CollectorRegistry()
+    client = await make_client(
+        config_text(server.url, retry={"initial": "10ms", "max": "20s"}), registry=registry
+    )
+    assert (await post(client, kapacitor_alert("throttled")))[0] == 200
+
+    async def noted() -> bool:
+        _, doc = await ready(client)
+        return bool(doc.get("warnings"))
+
+    await eventually(noted, timeout=10, what="a rate-limit warning in /-/ready")
+    status, doc = await ready(client)
+    assert status == 200
+    assert doc["status"] == "ready"
+    assert doc["targets"]["bigpanda"]["rate_limited"] is True
+    (warning,) = doc["warnings"]
+    assert warning.startswith("target bigpanda: rate-limited by BigPanda (429)")
+    assert "20 s" in warning
+    assert metric(registry, "forwarder_target_rate_limited", target="bigpanda") == 1
+
+    await server.wait_delivered(1, timeout=10)
+    first, second = server.log
+    assert (first.status, second.status) == (429, 201)
+    assert 20.0 <= second.at - first.at < 30.0
+    await wait_queue_empty(client)
+    status, doc = await ready(client)
+    assert (status, doc["targets"]["bigpanda"]["rate_limited"]) == (200, False)
+    assert "warnings" not in doc
+    assert metric(registry, "forwarder_target_rate_limited", target="bigpanda") == 0
+
+
+async def test_a_400_for_a_batch_dead_letters_only_the_refused_alerts(
+    make_client: ClientFactory, fake_bigpanda: FakeBigPanda
+) -> None:
+    """When BigPanda refuses a batch with 400 for some of its alerts, the batch is halved
+    until the refused alerts are alone: they are dead-lettered (400, clientError) and every
+    other alert is delivered exactly once."""
+    fake = fake_bigpanda
+    refused = {"bis-3", "bis-7"}
+    fake.set_faults(FaultPlan(refuse_checks=frozenset(refused)))
+    client = await make_client(config_text(fake.alerts_url))
+    checks = [f"bis-{i}" for i in range(10)]
+    status, doc, _ = await post(client, httppost_rows(checks, [T0 + i for i in range(10)]))
+    assert (status, doc) == (200, {"accepted": 10})
+
+    found = await wait_dead_letters(client, 2)
+    await wait_queue_empty(client)
+    assert sorted(d["check"] for d in found) == sorted(refused)
+    assert {(d["reason"], d["status"]) for d in found} == {("clientError", 400)}
+    assert sorted(fake.checks()) == sorted(set(checks) - refused)  # each exactly once
+    assert fake.requests[0].status == 400
+    assert fake.requests[0].n_alerts == 10
+
+
+async def test_upstream_text_is_masked_before_it_is_cut(
+    make_client: ClientFactory, fake_bigpanda: FakeBigPanda
+) -> None:
+    """A BigPanda answer echoing the bearer token across the 200-character error limit and
+    the 1 KiB response limit leaves no part of the token in the dead letter as stored."""
+    fake = fake_bigpanda
+    echo = "{authorization}"  # becomes "Bearer <token>" (7 + len(TOKEN) characters)
+    # The first token starts 3 characters before 200 of the kept error's body; the second
+    # 9 characters before 1024 of the body.
+    first = "a" * (197 - 7)
+    gap = "b" * (1024 - 9 - 7 - (len(first) + 7 + len(TOKEN)))
+    fake.set_faults(FaultPlan(force_status=400, error_body=first + echo + gap + echo + "c" * 50))
+    client = await make_client(config_text(fake.alerts_url))
+    assert (await post(client, kapacitor_alert("echo")))[0] == 200
+    await wait_dead_letters(client, 1)
+    (stored,) = await client.app[QUEUE].dead_letters.list()
+    assert stored.response is not None
+    assert stored.last_error is not None
+    for text in (stored.response, stored.last_error):
+        assert TOKEN[:5] not in text, text
+        assert "Bearer ***" in text
+    assert stored.response.startswith(first + "Bearer ***" + gap)
+    assert stored.last_error.startswith("HTTP 400: " + first + "Bearer ***")
+
+
+async def test_ready_shows_no_upstream_text(
+    make_client: ClientFactory, fake_bigpanda: FakeBigPanda
+) -> None:
+    """While BigPanda answers 503 with a body echoing the token, /-/ready (unauthenticated)
+    says only ``HTTP 503`` for the target: neither the token nor BigPanda's words."""
+    fake = fake_bigpanda
+    fake.set_faults(FaultPlan(force_status=503, error_body="upstream says: {authorization}"))
+    client = await make_client(config_text(fake.alerts_url))
+    assert (await post(client, kapacitor_alert("down")))[0] == 200
+
+    async def down() -> bool:
+        return not (await ready(client))[1]["targets"]["bigpanda"]["up"]
+
+    await eventually(down, timeout=10, what="the target marked down")
+    _, doc = await ready(client)
+    assert doc["targets"]["bigpanda"]["last_error"] == "HTTP 503"
+    text = json.dumps(doc)
+    assert TOKEN not in text
+    assert "upstream says" not in text

@@ -11,7 +11,13 @@ Contract enforced on ``POST /data/v2/alerts`` (v2 Alerts API) and ``POST /oim/ap
 ``Content-Type: application/json`` -> 400; body a JSON object -> 400; app_key present (body,
 or the ``x-app-key`` header on OIM) and, if configured, allowed -> 400; each alert has a
 valid ``status``, a primary property and a description of at most 2048 characters -> 400;
-``max_body_bytes`` -> 413.  Accepted: 201; every alert an exact duplicate: 204.
+``max_body_bytes`` -> 413.  Accepted: 201; every alert an exact duplicate: 204.  A batch is
+all or nothing: one bad alert gets the whole request 400, naming ``alerts[i]``.
+
+Faults beyond errors and latency: refusing chosen alerts (by ``check``) as if they broke the
+contract, redirecting (3xx with ``Location``, to the fake's own ``/_fake/elsewhere``, which
+records whatever reaches it), a 201 whose body does not match its ``Content-Encoding``, and
+error answers of any text, echoing the request's ``Authorization`` header if asked.
 
 Run standalone for benchmarks and subprocess tests::
 
@@ -41,6 +47,7 @@ from aiohttp import web
 ALERTS_PATH = "/data/v2/alerts"
 OIM_PATH = "/oim/api/alerts"
 STATS_PATH = "/_fake/stats"
+ELSEWHERE_PATH = "/_fake/elsewhere"
 VALID_STATUSES = frozenset({"ok", "critical", "warning", "unknown", "acknowledged"})
 DEFAULT_PRIMARY_PROPERTIES = ("host", "service", "application", "device")
 MAX_DESCRIPTION_CHARS = 2048
@@ -69,6 +76,15 @@ class FaultPlan:
     force_status: int = 0  # answer every request with this status; nothing is recorded
     reject_auth: int = 0  # 401 or 403: behave as if the client's token were wrong
     max_alerts_per_request: int = 0  # a batch with more alerts gets 413
+    # A batch holding an alert whose ``check`` is here gets 400 naming it, as for a contract
+    # violation (BigPanda refusing an alert for a reason the sender could not foresee).
+    refuse_checks: frozenset[str] = frozenset()
+    redirect_to: str = ""  # answer every request with redirect_status and this Location
+    redirect_status: int = 307
+    bad_encoding: bool = False  # accepted requests get 201, Content-Encoding gzip, plain body
+    # Body of every error answer, as text/plain; "{authorization}" becomes the request's
+    # Authorization header (a server echoing the credentials it refused).
+    error_body: str = ""
 
 
 @dataclass
@@ -140,6 +156,7 @@ class FakeBigPanda:
         self._keep_log = keep_log
         self.received: list[Received] = []
         self.requests: list[RequestLog] = []
+        self.elsewhere: list[RequestLog] = []  # requests that followed a redirect
         self._seen: set[str] = set()
         self._duplicates = 0
         self._n_requests = 0
@@ -162,6 +179,7 @@ class FakeBigPanda:
         app.router.add_post(ALERTS_PATH, self._handle)
         app.router.add_post(OIM_PATH, self._handle)
         app.router.add_get(STATS_PATH, self._handle_stats)
+        app.router.add_route("*", ELSEWHERE_PATH, self._handle_elsewhere)
         # handler_cancellation: a handler sleeping on latency/hang ends when its client leaves.
         self._runner = web.AppRunner(
             app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0
@@ -244,6 +262,11 @@ class FakeBigPanda:
     def oim_url(self) -> str:
         """URL of the Open Integration Manager alerts endpoint."""
         return self.url + OIM_PATH
+
+    @property
+    def elsewhere_url(self) -> str:
+        """A URL on the fake that only records what reaches it (a redirect's destination)."""
+        return self.url + ELSEWHERE_PATH
 
     # -- control and inspection --------------------------------------------------------
 
@@ -328,6 +351,9 @@ class FakeBigPanda:
             self._log(request, NO_ANSWER, n_alerts, "hang")
             await self._closing.wait()
             return self._drop(request)
+        if plan.redirect_to:
+            self._log(request, plan.redirect_status, n_alerts, "redirect")
+            return web.Response(status=plan.redirect_status, headers={"Location": plan.redirect_to})
         if plan.force_status:
             return self._error(request, plan.force_status, n_alerts, "forced", "force_status")
         if plan.reject_auth:
@@ -353,6 +379,14 @@ class FakeBigPanda:
         except _Reject as exc:
             return self._error(request, exc.status, n_alerts, exc.message)
         duplicates = self._accept(alerts, request.path)
+        if plan.bad_encoding:
+            # The status line says created; the body claims gzip and is not.
+            self._log(request, 201, n_alerts, "bad_encoding")
+            return web.Response(
+                status=201,
+                body=b'{"status": "created"} (not gzip)',
+                headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+            )
         if duplicates == len(alerts):
             self._log(request, 204, n_alerts)
             return web.Response(status=204)
@@ -391,6 +425,8 @@ class FakeBigPanda:
                 raise _Reject(400, f"alerts[{i}]: invalid app_key")
             alert["app_key"] = key
             self._check_alert(i, alert)
+            if alert.get("check") in self._faults.refuse_checks:
+                raise _Reject(400, f"alerts[{i}]: refused (check {alert['check']!r})")
             alerts.append(alert)
         return alerts
 
@@ -444,6 +480,10 @@ class FakeBigPanda:
         self._log(request, status, n_alerts, fault)
         if status == 204:
             return web.Response(status=204)
+        if self._faults.error_body:
+            auth = request.headers.get("Authorization", "")
+            text = self._faults.error_body.replace("{authorization}", auth)
+            return web.Response(status=status, text=text)
         return web.json_response({"status": "error", "message": message}, status=status)
 
     @staticmethod
@@ -460,6 +500,16 @@ class FakeBigPanda:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             transport.abort()
         return web.Response(status=500)
+
+    async def _handle_elsewhere(self, request: web.Request) -> web.Response:
+        """Record a request that reached the redirect destination, and accept it."""
+        await request.read()
+        if self._keep_log:
+            self.elsewhere.append(
+                RequestLog(request.path, 201, 0, dict(request.headers), time.monotonic())
+            )
+        self._changed.set()
+        return web.json_response({"status": "created"}, status=201)
 
     async def _handle_stats(self, request: web.Request) -> web.Response:
         """``GET /_fake/stats[?checks=1][&times=1]`` for out-of-process users."""

@@ -124,6 +124,75 @@ async def test_429_carries_retry_after(fake: FakeBigPanda, session: aiohttp.Clie
     assert fake.received == []
 
 
+async def test_one_bad_alert_gets_the_whole_batch_400_naming_it(
+    fake: FakeBigPanda, session: aiohttp.ClientSession
+) -> None:
+    """A batch is all or nothing: one alert without a primary property, or one refused by
+    check, gets 400 naming its index; the same alerts alone are accepted or refused alone."""
+    bad = {"status": "critical", "check": "no-host"}
+    resp = await post(session, fake.alerts_url, {"app_key": KEY, "alerts": [alert("a"), bad]})
+    assert resp.status == 400
+    fake.set_faults(FaultPlan(refuse_checks=frozenset({"refused"})))
+    batch = {"app_key": KEY, "alerts": [alert("a"), alert("refused"), alert("b")]}
+    async with session.post(fake.alerts_url, json=batch, headers=AUTH) as r:
+        assert r.status == 400
+        assert "alerts[1]" in (await r.json())["message"]
+    assert fake.received == []
+    one = {"app_key": KEY, "alerts": [alert("refused")]}
+    assert (await post(session, fake.alerts_url, one)).status == 400
+    good = {"app_key": KEY, "alerts": [alert("a"), alert("b")]}
+    assert (await post(session, fake.alerts_url, good)).status == 201
+    assert fake.checks() == ["a", "b"]
+
+
+async def test_redirect_fault_answers_location_and_elsewhere_records(
+    fake: FakeBigPanda, session: aiohttp.ClientSession
+) -> None:
+    """The redirect fault answers its status with ``Location`` and records no alert; a client
+    that follows it lands on ``/_fake/elsewhere``, which keeps the headers it got."""
+    fake.set_faults(FaultPlan(redirect_to=fake.elsewhere_url, redirect_status=301))
+    batch = {"app_key": KEY, "alerts": [alert()]}
+    async with session.post(
+        fake.alerts_url, json=batch, headers=AUTH, allow_redirects=False
+    ) as resp:
+        assert resp.status == 301
+        assert resp.headers["Location"] == fake.elsewhere_url
+    assert fake.received == []
+    assert fake.elsewhere == []
+    async with session.post(fake.elsewhere_url, json=batch, headers=AUTH) as resp:
+        assert resp.status == 201
+    (followed,) = fake.elsewhere
+    assert followed.headers["Authorization"] == AUTH["Authorization"]
+
+
+async def test_bad_encoding_fault_accepts_with_an_unreadable_body(
+    fake: FakeBigPanda, session: aiohttp.ClientSession
+) -> None:
+    """With ``bad_encoding`` the alerts are accepted and the answer is 201, but its body
+    claims gzip and is not: reading it fails in a decompressing client."""
+    fake.set_faults(FaultPlan(bad_encoding=True))
+    async with session.post(
+        fake.alerts_url, json={"app_key": KEY, "alerts": [alert()]}, headers=AUTH
+    ) as resp:
+        assert resp.status == 201
+        assert resp.headers["Content-Encoding"] == "gzip"
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()
+    assert fake.checks() == ["cpu"]
+
+
+async def test_error_body_echoes_the_authorization_header(
+    fake: FakeBigPanda, session: aiohttp.ClientSession
+) -> None:
+    """``error_body`` replaces error answers with its text, the request's Authorization in it."""
+    fake.set_faults(FaultPlan(force_status=400, error_body="you sent {authorization}!"))
+    async with session.post(
+        fake.alerts_url, json={"app_key": KEY, "alerts": [alert()]}, headers=AUTH
+    ) as resp:
+        assert resp.status == 400
+        assert await resp.text() == f"you sent Bearer {TOKEN}!"
+
+
 async def test_reset_really_drops_the_connection(
     fake: FakeBigPanda, session: aiohttp.ClientSession
 ) -> None:

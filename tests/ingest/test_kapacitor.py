@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from forwarder.config import HttpPostFields
-from forwarder.ingest import ParseError, parse_kapacitor
+from forwarder.ingest import ParseError, kapacitor, parse_kapacitor
 from forwarder.model import Level, Source
 from tests.conftest import example
 
@@ -58,34 +58,50 @@ T0 = "1971-01-01T00:00:00Z"
 # --------------------------------------------------------------------------- alert bodies
 
 
-def test_critical_sample_normalises_every_field() -> None:
-    """The critical alert sample becomes one event carrying each of its fields."""
-    body = sample("kapacitor-alert-critical.json")
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        pytest.param(
+            "kapacitor-alert-critical.json",
+            {
+                "source": Source.KAPACITOR,
+                "id": "kapacitor.cpu.serverA",
+                "message": "kapacitor.cpu.serverA is CRITICAL",
+                "details": "",
+                "level": Level.CRITICAL,
+                "time": datetime(1971, 1, 1, 0, 0, 10, tzinfo=UTC),
+                "duration": 0,
+                "name": "cpu",
+                "task": "",
+                "tags": {"host": "serverA"},
+                "fields": {"count": 10},
+                "previous_level": Level.OK,
+                "recoverable": True,
+            },
+            id="critical-every-field",
+        ),
+        pytest.param(
+            "kapacitor-alert-minimal.json",
+            # A series without tags gives empty tags; non-JSON details are kept as they are.
+            {
+                "id": "id",
+                "message": "message",
+                "details": "details",
+                "name": "alert",
+                "tags": {},
+                "fields": {"value": 1},
+                "time": datetime(1970, 1, 1, tzinfo=UTC),
+            },
+            id="minimal",
+        ),
+    ],
+)
+def test_sample_alert_normalises_to_one_event(name: str, expected: dict[str, Any]) -> None:
+    """Each alert sample becomes one event carrying its fields, the body kept as ``raw``."""
+    body = sample(name)
     [event] = parse_kapacitor(body)
-    assert event.source is Source.KAPACITOR
-    assert event.id == "kapacitor.cpu.serverA"
-    assert event.message == "kapacitor.cpu.serverA is CRITICAL"
-    assert event.details == ""
-    assert event.level is Level.CRITICAL
-    assert event.time == datetime(1971, 1, 1, 0, 0, 10, tzinfo=UTC)
-    assert event.duration == 0
-    assert event.name == "cpu"
-    assert event.task == ""
-    assert event.tags == {"host": "serverA"}
-    assert event.fields == {"count": 10}
-    assert event.previous_level is Level.OK
-    assert event.recoverable is True
+    assert {key: getattr(event, key) for key in expected} == expected
     assert event.raw == body
-
-
-def test_minimal_sample_has_no_tags_and_keeps_its_details() -> None:
-    """A series without tags gives empty tags; non-JSON details are kept as they are."""
-    [event] = parse_kapacitor(sample("kapacitor-alert-minimal.json"))
-    assert (event.id, event.message, event.details) == ("id", "message", "details")
-    assert event.name == "alert"
-    assert event.tags == {}
-    assert event.fields == {"value": 1}
-    assert event.time == datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -136,14 +152,14 @@ def test_default_details_also_give_the_group() -> None:
     assert event.details == DEFAULT_DETAILS
 
 
-def test_tags_and_fields_come_from_the_first_series_and_row() -> None:
-    """Tags are series[0].tags; fields are series[0]'s first row without time."""
+def test_tags_and_fields_come_from_the_first_series_and_its_row() -> None:
+    """Tags are series[0].tags; fields are series[0]'s row without time (strings kept)."""
     body = with_series(
         {
             "name": "disk",
             "tags": {"host": "a", "path": "/"},
             "columns": ["time", "used", "mode", "ok"],
-            "values": [[T0, 91.5, "rw", True], [T0, 1, "ro", False]],
+            "values": [[T0, 91.5, "rw", True]],
         },
         {"name": "other", "tags": {"host": "b"}, "columns": ["time", "x"], "values": [[T0, 2]]},
     )
@@ -151,6 +167,110 @@ def test_tags_and_fields_come_from_the_first_series_and_row() -> None:
     assert event.name == "disk"
     assert event.tags == {"host": "a", "path": "/"}
     assert event.fields == {"used": 91.5, "mode": "rw", "ok": True}
+
+
+# --------------------------------------------------------------------------- batch alerts
+#
+# How Kapacitor builds a batch alert (alert.go, BufferedBatch; edge/messages.go, ToRow):
+# the alert's time is the time of the point with the highest level (the first such
+# point), or the batch's time when the level is OK; the handler's fields are that
+# point's fields; data.series[0] holds every point, its columns being "time", then the
+# first point's fields and its tags that are not group tags, sorted; a point without a
+# column has null there.
+
+T1, T2 = "1971-01-01T00:00:01Z", "1971-01-01T00:00:02Z"
+
+
+def batch_alert(
+    points: list[tuple[str, dict[str, Any], dict[str, str]]],
+    *,
+    group: dict[str, str],
+    time: str,
+    level: str = "CRITICAL",
+    details: str = "",
+) -> dict[str, Any]:
+    """An alert body as Kapacitor posts it for a batch of ``(time, fields, tags)`` points."""
+    first_fields, first_tags = points[0][1], points[0][2]
+    columns = ["time", *sorted([*first_fields, *(t for t in first_tags if t not in group)])]
+    rows = [
+        [when, *(fields.get(c, tags.get(c)) for c in columns[1:])] for when, fields, tags in points
+    ]
+    series = {"name": "cpu", "tags": group, "columns": columns, "values": rows}
+    return alert(data={"series": [series]}, time=time, level=level, details=details)
+
+
+# Three points of group host=a from cpu0, cpu1, cpu2 (the query grouped by host and cpu,
+# the task by host only): the cpu tag is a column.
+POINTS = [
+    (T0, {"usage": 10.0, "state": "idle"}, {"host": "a", "cpu": "cpu0"}),
+    (T1, {"usage": 95.5, "state": "busy"}, {"host": "a", "cpu": "cpu1"}),
+    (T2, {"usage": 20.0, "state": "idle"}, {"host": "a", "cpu": "cpu2"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("time", "level", "usage"),
+    [
+        pytest.param(T1, "CRITICAL", 95.5, id="triggering-row"),
+        pytest.param("1971-01-01T02:00:01+02:00", "CRITICAL", 95.5, id="same-instant-offset"),
+        pytest.param("1971-01-01T00:00:01.000000000Z", "WARNING", 95.5, id="same-instant-nanos"),
+        pytest.param("1971-01-01T00:00:09Z", "CRITICAL", 10.0, id="no-match-first-row"),
+        pytest.param(T2, "OK", 10.0, id="ok-is-the-first-row"),
+    ],
+)
+def test_batch_alert_fields_come_from_the_triggering_row(
+    time: str, level: str, usage: float
+) -> None:
+    """A batch alert takes the row whose time is the alert's; else, and for OK, the first row."""
+    body = batch_alert(POINTS, group={"host": "a"}, time=time, level=level)
+    for event in (parse_kapacitor(body)[0], kapacitor._alert_checked(body, None)):
+        assert event.fields == {"usage": usage}
+        assert event.tags == {"host": "a"}
+
+
+def test_batch_tags_outside_the_group_are_not_fields() -> None:
+    """A point tag outside the group (a string column in every row) is not a field.
+
+    Without Kapacitor's default details nothing tells a string field from such a tag,
+    so string columns of a batch are left out; the row stays readable as ``raw``.
+    """
+    [event] = parse_kapacitor(batch_alert(POINTS, group={"host": "a"}, time=T1))
+    assert "cpu" not in event.fields
+    assert "state" not in event.fields
+    assert event.raw["data"]["series"][0]["columns"] == ["time", "cpu", "state", "usage"]
+
+
+def test_batch_null_in_the_triggering_row_is_left_out() -> None:
+    """A column the triggering point does not have (null there) is not a field of it."""
+    points = [
+        (T0, {"usage": 1.0, "temp": 40}, {"host": "a"}),
+        (T1, {"usage": 99.0}, {"host": "a"}),
+    ]
+    [event] = parse_kapacitor(batch_alert(points, group={"host": "a"}, time=T1))
+    assert event.fields == {"usage": 99.0}
+
+
+def test_default_details_give_the_exact_fields() -> None:
+    """Kapacitor's default details carry the triggering point's fields: those are used.
+
+    That also keeps its string fields, which the rows alone cannot tell from tags.
+    """
+    details = (
+        "{&#34;Name&#34;:&#34;cpu&#34;,&#34;TaskName&#34;:&#34;batch_cpu&#34;,"
+        "&#34;Group&#34;:&#34;host=a&#34;,&#34;Tags&#34;:{&#34;host&#34;:&#34;a&#34;},"
+        "&#34;Fields&#34;:{&#34;state&#34;:&#34;busy&#34;,&#34;usage&#34;:95.5}}"
+    )
+    body = batch_alert(POINTS, group={"host": "a"}, time=T1, details=details)
+    [event] = parse_kapacitor(body)
+    assert event.fields == {"state": "busy", "usage": 95.5}
+    assert event.task == "batch_cpu"
+
+
+def test_single_row_keeps_every_column() -> None:
+    """One row (a stream point) is the point itself: string columns are its fields."""
+    points = [(T1, {"usage": 95.5, "state": "busy"}, {"host": "a"})]
+    [event] = parse_kapacitor(batch_alert(points, group={"host": "a"}, time=T1))
+    assert event.fields == {"state": "busy", "usage": 95.5}
 
 
 @pytest.mark.parametrize(
@@ -210,20 +330,16 @@ def test_time_with_offset_and_nanoseconds_is_utc() -> None:
 # --------------------------------------------------------------------------- httpPost rows
 
 
-def test_httppost_sample_needs_a_level() -> None:
-    """The httpPost sample has no level column, so by default it is refused, naming the row."""
-    with pytest.raises(ParseError) as info:
-        parse_kapacitor(sample("kapacitor-httppost-row.json"))
-    assert info.value.message.startswith("series[0].values[0]: no 'level' column or tag")
-    assert "ingest.httppost.default_level" in info.value.message
-
-
-def test_httppost_sample_with_default_level() -> None:
-    """With ingest.httppost.default_level the sample row becomes one event of that level."""
+@pytest.mark.parametrize(
+    "default_level",
+    [pytest.param(None, id="shipped-config"), pytest.param(Level.OK, id="default-level-unused")],
+)
+def test_httppost_sample_is_one_event(default_level: Level | None) -> None:
+    """The httpPost sample (a row with a level column) is one event, whatever the default level."""
     [event] = parse_kapacitor(
         sample("kapacitor-httppost-row.json"),
         task="cpu_alert",
-        httppost=HttpPostFields(default_level=Level.CRITICAL),
+        httppost=HttpPostFields(default_level=default_level),
     )
     assert event.source is Source.HTTPPOST
     assert event.level is Level.CRITICAL
@@ -234,6 +350,20 @@ def test_httppost_sample_with_default_level() -> None:
     assert event.time == datetime(1971, 1, 1, tzinfo=UTC)
     assert event.message == ""
     assert event.details == ""
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"series": [{"name": "cpu", "tags": {"host": "a"}}]}, id="where-emptied"),
+        pytest.param({"series": [{"name": "cpu", "columns": ["time"]}]}, id="columns-no-values"),
+        pytest.param({"series": [{"name": "cpu", "values": []}]}, id="empty-values"),
+        pytest.param({"series": []}, id="no-series"),
+    ],
+)
+def test_httppost_empty_batch_is_no_events(body: dict[str, Any]) -> None:
+    """A batch ``|where()`` emptied is posted without values: no events, and no error."""
+    assert parse_kapacitor(body) == []
 
 
 def test_httppost_each_row_of_each_series_is_one_event() -> None:
@@ -456,8 +586,6 @@ def test_bad_alert_body_is_refused_saying_where(body: Any, message: str) -> None
 
 BAD_HTTPPOST: list[Any] = [
     pytest.param({"series": {}}, "series: must be a list, got an object", id="series-object"),
-    pytest.param({"series": []}, "series: no rows", id="no-series"),
-    pytest.param({"series": [{"name": "cpu", "columns": ["time"]}]}, "series: no rows", id="rows"),
     pytest.param(
         httppost({"name": "cpu", "columns": ["time", "value"], "values": [[T0, 1]]}),
         "series[0].values[0]: no 'level' column or tag",

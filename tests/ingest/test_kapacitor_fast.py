@@ -26,6 +26,18 @@ _ANY = st.one_of(
     st.lists(st.integers(), max_size=2),
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )
+# Default details whose Fields is not an object: the rows decide then.
+_ODD = "{&#34;TaskName&#34;:&#34;t&#34;,&#34;Fields&#34;:[1]}"
+_ROW = st.lists(
+    st.one_of(
+        st.sampled_from(
+            ["1971-01-01T00:00:10Z", "1971-01-01T02:00:10+02:00", "1971-01-01T00:00:00Z"]
+        ),
+        _ANY,
+    ),
+    min_size=2,
+    max_size=2,
+)
 # Mostly keep a field: most examples then stay near a real alert, where the
 # fast path has to decide.
 _ACTION = st.sampled_from(["keep", "keep", "keep", "keep", "keep", "drop", "replace"])
@@ -48,9 +60,12 @@ def test_the_fast_path_agrees_with_the_checked_path(data: st.DataObject) -> None
     The fast path may decline (None) anything unusual; then the checked path
     decides, so a user sees one behaviour whichever path an alert took.
     """
-    body = alert(details=data.draw(st.sampled_from(["", DEFAULT_DETAILS, "plain text"])))
+    body = alert(details=data.draw(st.sampled_from(["", DEFAULT_DETAILS, "plain text", _ODD])))
     series = body["data"]["series"][0]
-    series["values"].append(data.draw(st.lists(_ANY, min_size=1, max_size=3)))
+    # A second row makes a batch: a malformed one, or a well-formed one whose
+    # time may be the alert's (spelled the same or not) and whose value may be
+    # a string, like a tag outside the group.
+    series["values"].append(data.draw(st.lists(_ANY, min_size=1, max_size=3) | _ROW))
     _mutate(data, series, ["name", "tags", "columns", "values"])
     _mutate(data, body["data"], ["series"])
     keys = ["id", "message", "details", "time", "duration", "level", "previousLevel"]
@@ -78,3 +93,15 @@ def test_the_fast_path_takes_the_shipped_samples() -> None:
     assert fast is not None
     assert fast.task == "cpu_alert"
     assert fast == kapacitor._alert_checked(with_details, None)
+
+
+def test_the_fast_path_takes_a_batch_alert() -> None:
+    """A batch alert (several rows) is taken by the fast path, with the triggering row's fields."""
+    body = alert(time="1971-01-01T00:00:01Z")
+    series = body["data"]["series"][0]
+    series["columns"] = ["time", "cpu", "count"]
+    series["values"] = [["1971-01-01T00:00:00Z", "cpu0", 1], ["1971-01-01T00:00:01Z", "cpu1", 7]]
+    fast = alert_fast(body, None)
+    assert fast is not None
+    assert fast.fields == {"count": 7}
+    assert fast == kapacitor._alert_checked(body, None)

@@ -619,3 +619,75 @@ def test_redactor_follows_reloaded_secrets() -> None:
     r.set_secrets(["old-secret-1"])
     r.set_secrets(["new-secret-2"])
     assert redact(r, event="new-secret-2")["event"] == REDACTED
+
+
+def test_redactor_masks_credentials_by_shape_unregistered() -> None:
+    """Credentials nobody registered are masked by their shape: the value after ``Bearer``
+    or ``Basic``, a URL's password, and query parameters named like credentials (an OIM URL
+    with ``?access_token=``, as aiohttp's exceptions quote it). Prose keeps its words."""
+    r = Redactor()
+    url = "https://oim.example/oim/api/alerts?access_token=tok-123abc&x=1"
+    text = f"ConnectionTimeoutError: Connection timeout to host {url}"
+    assert r.scrub(text) == (
+        "ConnectionTimeoutError: Connection timeout to host"
+        " https://oim.example/oim/api/alerts?access_token=***&x=1"
+    )
+    assert r.scrub("echo: Authorization: Bearer abcdef0123456789") == (
+        f"echo: Authorization: Bearer {REDACTED}"
+    )
+    assert r.scrub("Basic a2FwYWNpdG9yOnB3ZA==") == f"Basic {REDACTED}"
+    assert (
+        r.scrub("postgresql://fwd:pg-pass-77@db:5432/q") == f"postgresql://fwd:{REDACTED}@db:5432/q"
+    )
+    assert r.scrub("missing or invalid bearer token") == "missing or invalid bearer token"
+
+
+@pytest.mark.parametrize("edge", [0, 1, 5, len(BP_TOKEN) - 1])
+def test_cut_masks_before_cutting_a_secret_at_the_limit(edge: int) -> None:
+    """A secret straddling the limit is masked whole, however far into it the limit falls:
+    no character of it survives the cut."""
+    r = Redactor()
+    r.set_secrets([BP_TOKEN])
+    head = "x" * 20
+    text = head + BP_TOKEN + " tail"
+    out = r.cut(text, len(head) + edge)
+    assert BP_TOKEN[: max(edge, 1)] not in out
+    assert out == (head + REDACTED + " tail")[: len(head) + edge]
+
+
+@pytest.mark.parametrize("visible", [4, 9, len(BP_TOKEN) - 1])
+def test_cut_masks_the_beginning_of_a_secret_left_by_an_earlier_cut(visible: int) -> None:
+    """Text that was cut before (the first bytes of an answer) may end with the start of a
+    secret, or of a ``Bearer`` value: with ``already_cut`` that tail is masked."""
+    r = Redactor()
+    r.set_secrets([BP_TOKEN])
+    start = BP_TOKEN[:visible]
+    assert r.cut("answer: " + start, 100, already_cut=True) == f"answer: {REDACTED}"
+    assert r.cut("echo Bearer " + start, 100, already_cut=True) == f"echo Bearer {REDACTED}"
+    # Without the flag and under the limit, the text is whole: nothing is taken for a prefix.
+    assert r.cut("answer: best", 100) == "answer: best"
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_console_renders_nested_values_as_json() -> None:
+    """On a terminal, an alert (a dict in a list) is printed as compact JSON, not a Python
+    repr, so it can be pasted into ``forwarder render`` or ``curl``."""
+    tty = _TTY()
+    logs.configure("info", "auto", tty, redactor=Redactor(), environ={"NO_COLOR": "1"})
+    alert = {"status": "critical", "host": "web-1", "ok": True, "none": None}
+    logs.get_logger().info("dry_run_batch", alerts=[alert])
+    line = tty.getvalue()
+    assert 'alerts=[{"status":"critical","host":"web-1","ok":true,"none":null}]' in line
+    assert "{'status'" not in line
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize(("no_color", "coloured"), [(None, True), ("", True), ("1", False)])
+def test_console_honours_no_color(no_color: str | None, coloured: bool) -> None:
+    """On a terminal, ANSI colours are used unless ``NO_COLOR`` is set to a non-empty value
+    (https://no-color.org)."""
+    tty = _TTY()
+    environ = {} if no_color is None else {"NO_COLOR": no_color}
+    logs.configure("info", "console", tty, redactor=Redactor(), environ=environ)
+    logs.get_logger().info("hello", n=1)
+    assert ("\x1b[" in tty.getvalue()) is coloured

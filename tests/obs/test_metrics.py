@@ -18,8 +18,10 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from forwarder.obs.metrics import REFUSE_REASONS, Metrics
 from tests.conftest import APP_KEY, TOKEN, example, target_config
 from tests.fakes.bigpanda import FakeBigPanda, FaultPlan
 
@@ -321,3 +323,41 @@ async def test_queue_full_while_the_target_is_down_refuses_with_503_and_loses_no
         == 1
     )
     assert value(series, "forwarder_dead_letters", **TARGET) == 0
+
+
+def test_process_metrics_are_on_the_injected_registry() -> None:
+    """The standard ``process_*`` series (memory, CPU, open fds, start time) and
+    ``python_info`` are exposed by the registry the forwarder was given, so a scrape of
+    ``/metrics`` has them; two instances on two registries do not collide."""
+    first, second = CollectorRegistry(), CollectorRegistry()
+    Metrics(first)
+    Metrics(second)
+    series = parse_series(generate_latest(first).decode())
+    names = {name for name, _ in series}
+    for name in (
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+        "python_info",
+    ):
+        assert name in names, name
+    assert value(series, "process_open_fds") > 0
+    assert 0 < value(series, "process_start_time_seconds") <= time.time()
+    assert "process_open_fds" in generate_latest(second).decode()
+
+
+def test_new_delivery_series_start_at_zero_for_each_target() -> None:
+    """A target's refused, logged and rate-limited series exist at zero from the start,
+    with one ``forwarder_alerts_refused_total`` per refusal reason."""
+    registry = CollectorRegistry()
+    Metrics(registry).init_target("bigpanda")
+    series = parse_series(generate_latest(registry).decode())
+    for reason in REFUSE_REASONS:
+        assert value(series, "forwarder_alerts_refused_total", reason=reason, **TARGET) == 0
+    assert set(REFUSE_REASONS) >= {"no_primary_property", "invalid_status", "no_app_key"}
+    assert value(series, "forwarder_alerts_logged_total", **TARGET) == 0
+    assert value(series, "forwarder_target_rate_limited", **TARGET) == 0
+    assert value(series, "forwarder_delivery_failures_total", reason="redirect", **TARGET) == 0

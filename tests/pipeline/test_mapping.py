@@ -14,10 +14,17 @@ from typing import Any
 
 import pytest
 
-from forwarder.config import ConfigError, MappingConfig, iter_route_mappings, parse_config
+from forwarder import jsonio
+from forwarder.config import (
+    EMPTY_SECRET,
+    ConfigError,
+    MappingConfig,
+    iter_route_mappings,
+    parse_config,
+)
 from forwarder.model import Event, Level, Source
-from forwarder.pipeline import Pipeline, StageError
-from forwarder.pipeline.mapping import MappedAlert, Mapper, RenderError
+from forwarder.pipeline import Pipeline, StageError, Work
+from forwarder.pipeline.mapping import MappedAlert, Mapper, MapStage, RenderError, go_duration
 
 HERE = Path(__file__).resolve().parent
 # The smallest valid config; a mapping block is appended to it.
@@ -84,65 +91,63 @@ def test_default_mapping_is_kapacitors_bigpanda_handler() -> None:
     }
 
 
-@pytest.mark.parametrize(
-    ("level", "status"),
-    [
-        (Level.OK, "ok"),
-        (Level.INFO, "ok"),
-        (Level.WARNING, "warning"),
-        (Level.CRITICAL, "critical"),
-        (Level.UNKNOWN, "critical"),
-    ],
-    ids=lambda v: str(v),
-)
-def test_default_status_map(level: Level, status: str) -> None:
-    """OK and INFO are ok, WARNING warning, CRITICAL and anything else critical."""
-    assert alert(event(level=level))["status"] == status
+STATUS_OVERRIDES = """
+mapping:
+  status:
+    INFO: warning
+    WARNING: critical
+    UNKNOWN: unknown
+"""
 
 
 @pytest.mark.parametrize(
-    ("level", "status"),
+    ("block", "level", "status"),
     [
-        (Level.OK, "ok"),
-        (Level.INFO, "warning"),
-        (Level.WARNING, "critical"),
-        (Level.CRITICAL, "critical"),
-        (Level.UNKNOWN, "unknown"),
+        # The default: OK and INFO are ok, WARNING warning, CRITICAL and anything else critical.
+        *[
+            pytest.param("", level, status, id=f"default-{level}")
+            for level, status in [
+                (Level.OK, "ok"),
+                (Level.INFO, "ok"),
+                (Level.WARNING, "warning"),
+                (Level.CRITICAL, "critical"),
+                (Level.UNKNOWN, "critical"),
+            ]
+        ],
+        # mapping.status replaces the levels it names and keeps the default for the others.
+        *[
+            pytest.param(STATUS_OVERRIDES, level, status, id=f"overridden-{level}")
+            for level, status in [
+                (Level.OK, "ok"),
+                (Level.INFO, "warning"),
+                (Level.WARNING, "critical"),
+                (Level.CRITICAL, "critical"),
+                (Level.UNKNOWN, "unknown"),
+            ]
+        ],
     ],
-    ids=lambda v: str(v),
 )
-def test_status_map_is_overridable_in_config(level: Level, status: str) -> None:
-    """mapping.status replaces the levels it names and keeps the default for the others."""
-    block = """
-    mapping:
-      status:
-        INFO: warning
-        WARNING: critical
-        UNKNOWN: unknown
-    """
+def test_status_map(block: str, level: Level, status: str) -> None:
+    """The status is the level through mapping.status, whose defaults are Kapacitor's."""
     assert alert(event(level=level), block)["status"] == status
 
 
 @pytest.mark.parametrize(
-    ("alert_id", "present"), [("cpu:a", True), ("", False)], ids=["set", "empty"]
+    ("field", "key", "value"),
+    [
+        pytest.param("id", "check", "cpu:a", id="check-set"),
+        pytest.param("id", "check", "", id="check-empty"),
+        pytest.param("message", "description", "CPU high", id="description-set"),
+        pytest.param("message", "description", "", id="description-empty"),
+    ],
 )
-def test_check_is_the_id_and_omitted_when_empty(alert_id: str, present: bool) -> None:
-    """check is the alert id; an empty id leaves check out entirely."""
-    result = alert(event(id=alert_id))
-    assert ("check" in result) is present
-    if present:
-        assert result["check"] == alert_id
-
-
-@pytest.mark.parametrize(
-    ("message", "present"), [("CPU high", True), ("", False)], ids=["set", "empty"]
-)
-def test_description_is_the_message_and_omitted_when_empty(message: str, present: bool) -> None:
-    """description is the message; an empty message leaves description out entirely."""
-    result = alert(event(message=message))
-    assert ("description" in result) is present
-    if present:
-        assert result["description"] == message
+def test_check_and_description_are_id_and_message_omitted_when_empty(
+    field: str, key: str, value: str
+) -> None:
+    """check is the alert id and description the message; an empty one leaves the key out."""
+    result = alert(event(**{field: value}))
+    assert result.get(key) == (value or None)
+    assert (key in result) is bool(value)
 
 
 # Kapacitor's default details: the event as JSON, HTML-escaped by html/template.
@@ -230,12 +235,123 @@ def test_timestamp_is_whole_unix_seconds_rounded_down(when: datetime, seconds: i
         pytest.param(None, "null", id="null"),
         pytest.param([10, True, "a"], '[10,true,"a"]', id="list"),
         pytest.param({"a": 1, "b": [2]}, '{"a":1,"b":[2]}', id="object"),
+        pytest.param({"b": 1, "a": 2}, '{"a":2,"b":1}', id="object-keys-sorted-as-go"),
         pytest.param(["é"], '["é"]', id="non-ascii-kept"),
+        pytest.param([1.0, 1e21, None], "[1,1e+21,null]", id="floats-inside-lists"),
     ],
 )
 def test_field_values_are_encoded_as_compact_json(value: Any, text: str) -> None:
     """A string field stays as it is; any other field becomes compact JSON text."""
     assert alert(event(fields={"f": value}))["f"] == text
+
+
+# What Go's encoding/json writes for a float64 (Kapacitor json.Marshal's each non-string
+# field): strconv.FormatFloat(f, 'f', -1, 64) for 1e-6 <= |f| < 1e21 (and 0), else
+# FormatFloat(f, 'e', -1, 64) with a two-digit negative exponent's zero removed.
+GO_FLOATS = [
+    (1e20, "100000000000000000000"),
+    (1e21, "1e+21"),
+    (-1e21, "-1e+21"),
+    (1.5e300, "1.5e+300"),
+    (1.7976931348623157e308, "1.7976931348623157e+308"),
+    (1e-6, "0.000001"),
+    (1.5e-6, "0.0000015"),
+    (1e-7, "1e-7"),
+    (1.5e-7, "1.5e-7"),
+    (1e-10, "1e-10"),
+    (5e-324, "5e-324"),
+    (100.0, "100"),
+    (1.0, "1"),
+    (0.0, "0"),
+    (-0.0, "-0"),
+    (0.1, "0.1"),
+    (1e16, "10000000000000000"),
+    (1.2345678901234567e20, "123456789012345670000"),
+    (12345678.9, "12345678.9"),
+    (91.12278069517379, "91.12278069517379"),
+    (0.000123, "0.000123"),
+]
+
+
+@pytest.mark.parametrize(("value", "text"), GO_FLOATS, ids=[t for _, t in GO_FLOATS])
+def test_float_fields_are_written_as_go_writes_them(value: float, text: str) -> None:
+    """Float fields read exactly as Kapacitor's handler sends them (Go's encoding/json)."""
+    assert alert(event(fields={"f": value}))["f"] == text
+
+
+@pytest.mark.parametrize(
+    "literal",
+    [
+        "123456789012345678901234567890",
+        "-18446744073709551617",
+        "18446744073709551616",
+        "18446744073709551615",
+        "9223372036854775807",
+        "1" + "0" * 300,  # orjson refuses literals past float64 range (about 1.8e308)
+    ],
+)
+def test_integers_beyond_64_bits_are_kept_exact(literal: str) -> None:
+    """An integer field of any size, read from the body, is written digit for digit."""
+    body = (
+        '{"id":"a","message":"","details":"","time":"1971-01-01T00:00:10Z","level":"CRITICAL",'
+        '"data":{"series":[{"name":"cpu","tags":{"host":"a"},"columns":["time","n"],'
+        f'"values":[["1971-01-01T00:00:10Z",{literal}]]}}]}}}}'
+    )
+    pipeline = Pipeline(parse_config(BASE, base_dir=HERE, env={}))
+    [item] = pipeline.process("kapacitor", jsonio.loads(body.encode())).items
+    assert jsonio.loads(item.payload)["n"] == literal
+
+
+def test_json_filter_writes_as_go_does() -> None:
+    """The json filter writes numbers as Go does too."""
+    block = "mapping:\n  attributes:\n    j: '{{ fields | json }}'\n"
+    assert alert(event(fields={"z": 1e20, "a": 1e-7}), block)["j"] == (
+        '{"a":1e-7,"z":100000000000000000000}'
+    )
+
+
+# Go's time.Duration.String() (time/time.go): units below a second for sub-second
+# values (ns, µs with U+00B5, ms), else h, m and s with a fraction of up to 9 digits.
+GO_DURATIONS = [
+    (0, "0s"),
+    (1, "1ns"),
+    (999, "999ns"),
+    (1_000, "1µs"),
+    (1_500, "1.5µs"),
+    (1_000_000, "1ms"),
+    (500_000_000, "500ms"),
+    (1_000_000_000, "1s"),
+    (1_000_000_001, "1.000000001s"),
+    (1_500_000_000, "1.5s"),
+    (60_000_000_000, "1m0s"),
+    (90_000_000_000, "1m30s"),
+    (7_200_000_000_000, "2h0m0s"),
+    (3_600_500_000_000, "1h0m0.5s"),
+    (-1_500_000_000, "-1.5s"),
+    (-1, "-1ns"),
+    (2**63 - 1, "2562047h47m16.854775807s"),
+    (-(2**63), "-2562047h47m16.854775808s"),
+    (timedelta(minutes=1, seconds=30), "1m30s"),
+]
+
+
+@pytest.mark.parametrize(("value", "text"), GO_DURATIONS, ids=[t for _, t in GO_DURATIONS])
+def test_go_duration_prints_as_go(value: int | timedelta, text: str) -> None:
+    """go_duration formats nanoseconds (or a timedelta) as Go's Duration.String()."""
+    assert go_duration(value) == text
+
+
+def test_go_duration_filter_renders_the_event_duration() -> None:
+    """``{{ duration | go_duration }}`` is what Kapacitor's ``{{ .Duration }}`` prints."""
+    block = "mapping:\n  description: 'down for {{ duration | go_duration }}'\n"
+    assert alert(event(duration=90_000_000_000), block)["description"] == "down for 1m30s"
+
+
+@pytest.mark.parametrize("value", ["5s", None, True, 1.5])
+def test_go_duration_refuses_what_is_not_a_duration(value: Any) -> None:
+    """Text, null, booleans and fractional nanoseconds are a template error, not a guess."""
+    with pytest.raises(TypeError):
+        go_duration(value)
 
 
 @pytest.mark.parametrize(
@@ -379,18 +495,19 @@ def test_template_rendering_empty_omits_the_key(key: str) -> None:
 # --------------------------------------------------------------------------- limits
 
 
-def test_description_is_cut_at_2048_characters() -> None:
-    """A description over 2048 characters is cut to 2048 and counted as one truncation."""
-    result = mapped(event(message="x" * 3000))
-    assert result.alert["description"] == "x" * 2048
-    assert result.truncations == 1
-
-
-def test_description_at_the_limit_is_untouched() -> None:
-    """A description of exactly 2048 characters is kept whole and not counted."""
-    result = mapped(event(message="y" * 2048))
-    assert result.alert["description"] == "y" * 2048
-    assert result.truncations == 0
+@pytest.mark.parametrize(
+    ("length", "kept", "truncations"),
+    [
+        pytest.param(3000, 2048, 1, id="cut-and-counted"),
+        pytest.param(2048, 2048, 0, id="at-the-limit-untouched"),
+        pytest.param(10, 10, 0, id="short"),
+    ],
+)
+def test_description_is_cut_at_2048_characters(length: int, kept: int, truncations: int) -> None:
+    """A description over 2048 characters is cut to 2048 and counted; one within is untouched."""
+    result = mapped(event(message="x" * length))
+    assert result.alert["description"] == "x" * kept
+    assert result.truncations == truncations
 
 
 def test_templated_description_is_cut_too() -> None:
@@ -411,11 +528,6 @@ def test_attribute_values_are_cut_at_512_and_counted() -> None:
     assert result.truncations == 3
 
 
-def test_no_truncation_counts_zero() -> None:
-    """An alert within every limit reports zero truncations."""
-    assert mapped().truncations == 0
-
-
 # --------------------------------------------------------------------------- template errors
 
 
@@ -425,7 +537,7 @@ def test_no_truncation_counts_zero() -> None:
         pytest.param(
             "mapping:\n  attributes:\n    runbook: '{{ tags.nope }}'\n",
             "mapping.attributes.runbook",
-            id="attribute",
+            id="attribute-strict-undefined",
         ),
         pytest.param("mapping:\n  host: '{{ hostname }}'\n", "mapping.host", id="host"),
         pytest.param("mapping:\n  check: '{{ fields.nope }}'\n", "mapping.check", id="check"),
@@ -443,17 +555,14 @@ def test_no_truncation_counts_zero() -> None:
     ],
 )
 def test_render_error_names_the_key_path(block: str, key_path: str) -> None:
-    """A template failing for one event raises RenderError naming the template's key path."""
+    """A template failing for one event raises RenderError naming the template's key path
+    (and, for StrictUndefined, the missing name)."""
     with pytest.raises(RenderError) as info:
         mapped(block=block)
     assert info.value.key_path == key_path
     assert str(info.value).startswith(f"{key_path}: template error")
-
-
-def test_strict_undefined_message_names_the_missing_key() -> None:
-    """StrictUndefined says which attribute is missing."""
-    with pytest.raises(RenderError, match="nope"):
-        mapped(block="mapping:\n  attributes:\n    runbook: '{{ tags.nope }}'\n")
+    if "nope" in block:
+        assert "nope" in str(info.value)
 
 
 def test_render_error_hits_only_the_event_that_fails() -> None:
@@ -570,3 +679,144 @@ def test_sandbox_refusal_is_a_security_error() -> None:
     mapping = MappingConfig(host="{{ tags.__class__ }}")
     with pytest.raises(RenderError, match="template not allowed: access to attribute"):
         Mapper([("mapping", mapping)]).map(EVENT, mapping)
+
+
+# --------------------------------------------------------------------------- refused alerts
+
+REFUSALS: list[Any] = [
+    pytest.param({"tags": {}}, "", "no_primary_property", "none of host, service", id="no-host"),
+    pytest.param(
+        {"tags": {}},
+        "mapping:\n  host: \"{{ tags.get('host', '') }}\"\n",
+        "no_primary_property",
+        "set mapping.host",
+        id="host-template-empty",
+    ),
+    pytest.param(
+        {},
+        "mapping:\n  primary_property: cluster\n",
+        "no_primary_property",
+        "mapping.primary_property is 'cluster'",
+        id="configured-primary-missing",
+    ),
+    pytest.param(
+        {},
+        "mapping:\n  attributes:\n    status: \"{{ 'broken' }}\"\n",
+        "invalid_status",
+        "status 'broken'",
+        id="status-template",
+    ),
+]
+
+
+@pytest.mark.parametrize(("changes", "block", "reason", "hint"), REFUSALS)
+def test_alert_bigpanda_would_refuse_is_set_aside_with_reason_and_hint(
+    changes: dict[str, Any], block: str, reason: str, hint: str
+) -> None:
+    """No primary property or an invalid status: refused at mapping time, not queued."""
+    pipeline = Pipeline(parse_config(BASE + textwrap.dedent(block), base_dir=HERE, env={}))
+    work = pipeline.run([event(**changes)])
+    assert work.items == []
+    [refused] = work.refused
+    assert refused.reason == reason
+    assert refused.hint.startswith("route 'default': ")
+    assert hint in refused.hint
+    assert jsonio.loads(refused.item.payload)["check"] == "kapacitor.cpu.serverA"
+
+
+@pytest.mark.parametrize(
+    ("changes", "block"),
+    [
+        pytest.param({"tags": {"service": "web"}}, "", id="service-is-a-primary-property"),
+        pytest.param({"tags": {"device": "d1"}}, "", id="device-is-a-primary-property"),
+        pytest.param({"tags": {}}, "mapping:\n  host: '{{ name }}'\n", id="host-template"),
+        pytest.param(
+            {"tags": {"cluster": "c1"}},
+            "mapping:\n  primary_property: cluster\n",
+            id="configured-primary-present",
+        ),
+        pytest.param(
+            {}, "mapping:\n  attributes:\n    status: acknowledged\n", id="status-template-valid"
+        ),
+    ],
+)
+def test_alert_bigpanda_accepts_is_queued(changes: dict[str, Any], block: str) -> None:
+    """Any of BigPanda's default primary properties, or the configured one, is enough."""
+    pipeline = Pipeline(parse_config(BASE + textwrap.dedent(block), base_dir=HERE, env={}))
+    work = pipeline.run([event(**changes)])
+    assert len(work.items) == 1
+    assert work.refused == []
+
+
+def test_one_refused_alert_does_not_sink_the_others() -> None:
+    """In a batch, only the alert BigPanda would refuse is set aside; the others are queued."""
+    pipeline = Pipeline(parse_config(BASE, base_dir=HERE, env={}))
+    work = pipeline.run([EVENT, event(id="no-host", tags={}), event(id="b")])
+    assert [jsonio.loads(i.payload)["check"] for i in work.items] == [EVENT.id, "b"]
+    assert [(jsonio.loads(r.item.payload)["check"], r.reason) for r in work.refused] == [
+        ("no-host", "no_primary_property")
+    ]
+
+
+def test_route_without_app_key_is_refused_when_credentials_are_set() -> None:
+    """A route with credentials but no app key (only reachable past validation) is refused.
+
+    Without credentials (dry-run, or a log target) nothing leaves the process, so an
+    empty app key is no reason to refuse.
+    """
+    text = BASE.replace("kind: log", "kind: alerts_v2\n    token: t0k3n\n    app_key: k3y")
+    config = parse_config(text, base_dir=HERE, env={})
+    [route] = config.routes
+    keyless = dataclasses.replace(route, app_key=EMPTY_SECRET)
+    stage = MapStage(Mapper(iter_route_mappings(config)), config.targets)
+    work = Work([EVENT], routes=[keyless])
+    stage(work)
+    assert work.items == []
+    [refused] = work.refused
+    assert refused.reason == "no_app_key"
+    assert "app_key" in refused.hint
+    assert "k3y" not in refused.hint
+    assert "t0k3n" not in refused.hint
+    dry = Pipeline(parse_config(BASE, base_dir=HERE, env={}))
+    assert len(dry.run([EVENT]).items) == 1
+
+
+# --------------------------------------------------------------------------- costly templates
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        pytest.param("{{ (10 ** 100000) | string }}", "template refused", id="huge-power"),
+        pytest.param("{{ 'x' * 10**9 }}", "repetition would be longer than", id="huge-string"),
+        pytest.param("{{ 'x' | center(10**9) }}", "center filter's argument", id="center"),
+        pytest.param("{% for i in range(10**6) %}{% endfor %}", "range of 1000000", id="range"),
+        pytest.param("{{ 1 // 0 if false else (2 ** 99999) }}", "power", id="inside-if"),
+    ],
+)
+def test_costly_template_is_a_one_line_config_error_at_load(template: str, message: str) -> None:
+    """A template whose constants break a bound fails at load, naming the key, on one line."""
+    block = f'mapping:\n  attributes:\n    big: "{template}"\n'
+    config = parse_config(BASE + block, base_dir=HERE, env={})
+    with pytest.raises(ConfigError) as info:
+        Pipeline(config)
+    assert info.value.path == "mapping.attributes.big"
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        pytest.param("{{ " + "1" * 5000 + " }}", id="literal-past-python-int-text-limit"),
+        pytest.param("{{ " + "(" * 400 + "1" + ")" * 400 + " }}", id="nesting-past-recursion"),
+    ],
+)
+def test_template_failing_to_compile_is_a_one_line_config_error(template: str) -> None:
+    """Whatever compiling raises (not only syntax errors) is a ConfigError naming the key."""
+    mapping = MappingConfig(attributes={"x": template})
+    with pytest.raises(ConfigError) as info:
+        Mapper([("mapping", mapping)])
+    assert info.value.path == "mapping.attributes.x"
+    assert "template cannot be compiled" in str(info.value)
+    assert "\n" not in str(info.value)

@@ -27,7 +27,7 @@ EVENT = Event(
     time=datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC),
     name="cpu",
     task="cpu_alert",
-    tags={"team": "db", "env": "prod"},
+    tags={"team": "db", "env": "prod", "host": "a"},
 )
 
 
@@ -210,8 +210,10 @@ routes:
     ("changes", "target", "app_key"),
     [
         pytest.param({}, "bigpanda", "db-key", id="route-app-key-wins"),
-        pytest.param({"tags": {}, "task": "other_x"}, "other", "other-key", id="target-key"),
-        pytest.param({"tags": {}}, "bigpanda", "target-key", id="default-route"),
+        pytest.param(
+            {"tags": {"host": "a"}, "task": "other_x"}, "other", "other-key", id="target-key"
+        ),
+        pytest.param({"tags": {"host": "a"}}, "bigpanda", "target-key", id="default-route"),
     ],
 )
 def test_route_sets_target_and_app_key(changes: dict[str, Any], target: str, app_key: str) -> None:
@@ -224,7 +226,7 @@ def test_route_sets_target_and_app_key(changes: dict[str, Any], target: str, app
 def test_route_mapping_overrides_only_the_keys_it_gives() -> None:
     """A route's mapping block overrides the keys it names and inherits the rest."""
     pipeline = Pipeline(config(CREDENTIALS))
-    db, plain = pipeline.run([EVENT, event(tags={})]).items
+    db, plain = pipeline.run([EVENT, event(tags={"host": "a"})]).items
     db_alert = json.loads(db.payload)
     plain_alert = json.loads(plain.payload)
     assert (db_alert["env"], db_alert["owner"]) == ("prod", "dba")
@@ -234,7 +236,9 @@ def test_route_mapping_overrides_only_the_keys_it_gives() -> None:
 def test_each_event_of_a_request_is_routed_on_its_own() -> None:
     """Several events in one request may go to different routes."""
     pipeline = Pipeline(config(CREDENTIALS))
-    items = pipeline.run([EVENT, event(tags={}, task="other_y"), event(tags={})]).items
+    items = pipeline.run(
+        [EVENT, event(tags={"host": "a"}, task="other_y"), event(tags={"host": "a"})]
+    ).items
     assert [(i.target, i.app_key) for i in items] == [
         ("bigpanda", "db-key"),
         ("other", "other-key"),

@@ -1,9 +1,10 @@
-"""Fixtures of the storage tests: every backend behind one factory, real files, a fake clock.
+"""Fixtures of the storage tests: every backend behind one factory, real stores, a fake clock.
 
-``backend`` is parametrized over the backends the contract suite runs on; a
-test asking for ``open_queue`` runs once per backend. Each :class:`Backend`
-knows how to configure a fresh store of its kind and how to count rows as
-another process would; the queues themselves are the real ones.
+``backend`` is parametrized over the backends the contract suite runs on
+(SQLite, and PostgreSQL on a real server the suite starts itself); a test
+asking for ``open_queue`` runs once per backend. Each :class:`Backend` knows
+how to configure a fresh store of its kind and how to count rows as another
+process would; the queues themselves are the real ones.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
+import asyncpg
 import pytest
 
 from forwarder import jsonio
 from forwarder.config import QueueConfig
+from forwarder.config.secrets import Secret
 from forwarder.model import Entry, Outgoing
 from forwarder.queue import Lease, Queue, create_queue
 from tests.fakes.clock import FakeClock
+from tests.pg.fixtures import run_sync
 
 TARGET = "bigpanda"
 KEY = "app-key-1"
@@ -57,10 +61,35 @@ class SQLiteBackend:
             return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
 
-@pytest.fixture(params=["sqlite"])
+class PostgresBackend:
+    """A fresh database on the test PostgreSQL server."""
+
+    name = "postgres"
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+
+    def config(self, *, max_events: int, max_bytes: int) -> QueueConfig:
+        return QueueConfig(
+            backend="postgres", dsn=Secret(self.dsn), max_events=max_events, max_bytes=max_bytes
+        )
+
+    def rows(self, table: str) -> int:
+        async def count() -> int:
+            conn = await asyncpg.connect(self.dsn)
+            try:
+                return int(await conn.fetchval(f"SELECT count(*) FROM forwarder.{table}"))
+            finally:
+                await conn.close()
+
+        return run_sync(count)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     """Each backend of the contract suite in turn."""
-    assert request.param == "sqlite"
+    if request.param == "postgres":
+        return PostgresBackend(request.getfixturevalue("postgres_dsn"))
     return SQLiteBackend(tmp_path)
 
 

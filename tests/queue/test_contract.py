@@ -223,8 +223,21 @@ async def test_a_state_waiting_for_retry_holds_back_newer_states(
     assert (got.entries, got.next_due) == ([], clock.time() + 10)
     clock.advance(10)
     entries = (await lease(q)).entries
-    assert checks(entries) == ["x1", "x2"]
-    assert [e.attempts for e in entries] == [1, 0]
+    assert checks(entries) == ["x1"]
+    assert [e.attempts for e in entries] == [1]
+    await q.ack(entries)
+    assert checks((await lease(q)).entries) == ["x2"]
+
+
+async def test_a_batch_holds_one_state_per_identity(open_queue: QueueFactory) -> None:
+    """Each batch takes only the oldest state of an identity, so a batch sent again after a
+    crash can never bring an older state to BigPanda after a newer one was delivered."""
+    q = await open_queue()
+    await q.put([item(f"x{s}", identity="X", ts=s) for s in range(3)] + [item("y0", identity="Y")])
+    for expected in (["x0", "y0"], ["x1"], ["x2"]):
+        got = (await lease(q)).entries
+        assert sorted(checks(got)) == expected
+        await q.ack(got)
 
 
 async def test_concurrent_leases_never_share_an_alert_or_reorder_an_identity(
@@ -459,3 +472,104 @@ async def test_stats_of_an_empty_store(open_queue: QueueFactory) -> None:
     q = await open_queue()
     stats = await q.stats()
     assert (stats.events, stats.bytes, dict(stats.targets)) == (0, 0, {})
+
+
+# --------------------------------------------------------------------------- refused at ingest
+
+
+async def test_refused_alerts_go_straight_to_the_dead_letters_with_the_queued_ones(
+    open_queue: QueueFactory, backend: Backend, clock: FakeClock
+) -> None:
+    """``put(items, refused)`` queues ``items`` and dead-letters ``refused`` with their reason."""
+    q = await open_queue()
+    await q.put(
+        [item("good", ts=10)],
+        refused=[(item("nopp", ts=11), "no_primary_property"), (item("bad", ts=12), "bad_status")],
+    )
+    assert (backend.rows("queue"), backend.rows("dead_letters")) == (1, 2)
+    assert checks((await lease(q)).entries) == ["good"]
+    listed = await q.dead_letters.list()
+    assert [(d.check, d.reason) for d in listed] == [
+        ("bad", "bad_status"),
+        ("nopp", "no_primary_property"),
+    ]
+    d = listed[1]
+    assert (d.target, d.status, d.attempts, d.response, d.last_error) == (
+        TARGET,
+        None,
+        0,
+        None,
+        None,
+    )
+    assert d.created == d.failed_at == clock.time()
+    assert d.alert == jsonio.loads(item("nopp", ts=11).payload)
+    stats = await q.stats()
+    assert (stats.events, stats.targets[TARGET].dead_letters) == (1, 2)
+
+
+async def test_a_put_of_refused_alerts_only_is_durable(
+    open_queue: QueueFactory, backend: Backend
+) -> None:
+    """A request whose every alert was refused still stores them before the future completes."""
+    q = await open_queue()
+    mine = q.new_work(TARGET)
+    mine.clear()
+    await q.put([], refused=[(item("only"), "no_primary_property")])
+    assert (backend.rows("queue"), backend.rows("dead_letters")) == (0, 1)
+    assert not mine.is_set()  # nothing for the sender
+    assert (await q.stats()).events == 0
+
+
+async def test_refused_alerts_do_not_count_against_capacity(
+    open_queue: QueueFactory, backend: Backend
+) -> None:
+    """At ``max_events`` refused alerts are still kept; a put whose items do not fit stores none."""
+    q = await open_queue(max_events=1)
+    await q.put([item("a")], refused=[(item("r1"), "bad_status"), (item("r2"), "bad_status")])
+    await q.put([], refused=[(item("r3"), "bad_status")])
+    assert (backend.rows("queue"), backend.rows("dead_letters")) == (1, 3)
+    with pytest.raises(QueueFull):
+        await q.put([item("b")], refused=[(item("r4"), "bad_status")])
+    assert (backend.rows("queue"), backend.rows("dead_letters")) == (1, 3)
+
+
+async def test_refused_alerts_replay_like_any_dead_letter(open_queue: QueueFactory) -> None:
+    """Once the mapping is fixed, a refused alert is replayed into the queue afresh."""
+    q = await open_queue()
+    await q.put([], refused=[(item("fixme"), "no_primary_property")])
+    assert await q.dead_letters.replay() == 1
+    (entry,) = (await lease(q)).entries
+    assert (checks([entry]), entry.attempts) == (["fixme"], 0)
+
+
+async def test_concurrent_puts_with_and_without_refused_all_land(
+    open_queue: QueueFactory, backend: Backend
+) -> None:
+    """Puts with refused alerts share commits with plain ones; every alert lands where it should."""
+    q = await open_queue()
+    await asyncio.gather(
+        *(
+            q.put([item(f"q{i}")], refused=[(item(f"r{i}"), "bad_status")] if i % 3 == 0 else [])
+            for i in range(60)
+        )
+    )
+    assert (backend.rows("queue"), backend.rows("dead_letters")) == (60, 20)
+    assert (await q.stats()).events == 60
+
+
+# --------------------------------------------------------------------------- sender claims
+
+
+async def test_a_lone_process_gets_and_gives_back_the_sender_claim(
+    open_queue: QueueFactory,
+) -> None:
+    """With no other process, a claim is granted, held, listed, and released on request."""
+    q = await open_queue()
+    assert not q.holds_target(TARGET)
+    assert await q.claim_target(TARGET)
+    assert await q.claim_target(TARGET)  # claiming again keeps it
+    assert q.holds_target(TARGET)
+    assert q.claimed_targets == frozenset({TARGET})
+    await q.release_target(TARGET)
+    assert not q.holds_target(TARGET)
+    assert q.claimed_targets == frozenset()

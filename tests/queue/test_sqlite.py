@@ -1,5 +1,6 @@
 """What only the SQLite backend does (forwarder.queue.sqlite): group commit, the lock file,
-SQLite's limits, a full disk, rows written by another process, and files of earlier releases.
+SQLite's limits, a full disk, rows written by another process, files of earlier releases, and
+files it must refuse as they are (a stray WAL, another database, damaged, another user's).
 
 The contract itself is proven for SQLite by ``test_contract.py``.
 """
@@ -7,17 +8,26 @@ The contract itself is proven for SQLite by ``test_contract.py``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
+import tempfile
+import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from forwarder.config import QueueConfig
-from forwarder.model import Identity, Outgoing
+from forwarder.model import Identity
 from forwarder.queue import QueueFull, QueueLocked, QueueUnavailable
+from forwarder.queue.errors import QueueOpenError
 from forwarder.queue.sqlite import SQLiteQueue
+from forwarder.queue.sqlite.commit import Pending
+from forwarder.queue.sqlite.files import APPLICATION_ID
 from tests.fakes.clock import FakeClock
 from tests.queue.conftest import TARGET, checks, dead_letter_all, item, lease
 
@@ -32,9 +42,9 @@ class CountingQueue(SQLiteQueue):
         super().__init__(cfg, clock=clock)
         self.commits: list[int] = []
 
-    def _insert_sync(self, items: Sequence[Outgoing]) -> None:
-        super()._insert_sync(items)
-        self.commits.append(len(items))
+    def _insert(self, batch: Sequence[Pending]) -> None:
+        super()._insert(batch)
+        self.commits.append(sum(len(p.items) for p in batch))
 
 
 def rows(path: Path, table: str = "queue") -> int:
@@ -284,15 +294,343 @@ async def test_a_queue_written_by_release_0_1_0_opens_and_leases_in_order(tmp_pa
         (dead,) = await q.dead_letters.list()
         assert (dead.check, dead.reason, dead.status) == ("disk:web-2", "clientError", 400)
         first = (await lease(q)).entries
-        # Two states of cpu:web-1 and one of mem:web-3, oldest first, app key kept.
+        # The older state of cpu:web-1 and mem:web-3, oldest first, app key kept; the newer
+        # state of cpu:web-1 waits for the next batch (one state per identity a batch).
         assert [(e.check, e.timestamp) for e in first] == [
             ("cpu:web-1", 1_699_999_990),
             ("mem:web-3", 1_699_999_992),
-            ("cpu:web-1", 1_699_999_995),
         ]
         assert {e.app_key for e in first} == {"release-0.1.0-app-key"}
         assert Identity.from_key(first[0].identity) == Identity("cpu:web-1", ("web-1", "", "", ""))
         await q.ack(first)
+        second = (await lease(q)).entries
+        assert [(e.check, e.timestamp) for e in second] == [("cpu:web-1", 1_699_999_995)]
+        await q.ack(second)
         assert (await q.stats()).events == 0
     finally:
         await q.close()
+
+
+# --------------------------------------------------------------------------- opening what is there
+
+
+def digest(*paths: Path) -> list[str | None]:
+    """A hash of each file (None if absent): proof that opening changed nothing."""
+    return [hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else None for p in paths]
+
+
+async def queue_with(path: Path, checks_: Sequence[str]) -> None:
+    """A closed queue at ``path`` holding one alert per check."""
+    q = SQLiteQueue(QueueConfig(path=path, synchronous="normal"))
+    await q.open()
+    await q.put([item(c) for c in checks_])
+    await q.close()
+
+
+async def open_error(path: Path, *, admin: bool = False) -> str:
+    """The one-line QueueOpenError that opening ``path`` raises."""
+    q = SQLiteQueue(QueueConfig(path=path), admin=admin)
+    with pytest.raises(QueueOpenError) as caught:
+        await q.open()
+    assert not q.is_open
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def crash_leaving_wal(path: Path, script: str) -> None:
+    """Run ``script`` (a coroutine body using ``q``, an open queue on ``path``), then die like
+    ``kill -9``: no close, so the WAL and its -shm stay behind."""
+    code = (
+        "import asyncio, json, os, sys\n"
+        "from forwarder.config import QueueConfig\n"
+        "from forwarder.model import Outgoing\n"
+        "from forwarder.queue.sqlite import SQLiteQueue\n"
+        "def alert(check, size=0):\n"
+        "    body = {'check': check, 'host': 'web-1', 'status': 'critical',\n"
+        "            'description': 'x' * size}\n"
+        "    return Outgoing('bigpanda', 'app-key-1', check, json.dumps(body).encode(), 1000)\n"
+        "async def main():\n"
+        "    q = SQLiteQueue(QueueConfig(path=sys.argv[1], synchronous='normal'))\n"
+        "    await q.open()\n"
+        + textwrap.indent(textwrap.dedent(script).strip(), "    ")
+        + "\n    os._exit(0)\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    assert Path(f"{path}-wal").stat().st_size > 0
+
+
+def foreign_wal(directory: Path) -> Path:
+    """Another application's WAL-mode database, left with committed, uncheckpointed frames."""
+    directory.mkdir()
+    other = directory / "other.db"
+    code = textwrap.dedent(
+        """
+        import os, sqlite3, sys
+        c = sqlite3.connect(sys.argv[1], isolation_level=None)
+        c.execute("PRAGMA journal_mode=WAL")
+        c.execute("PRAGMA wal_autocheckpoint=0")
+        c.execute("CREATE TABLE notes (body TEXT)")
+        for i in range(20):
+            c.execute("INSERT INTO notes VALUES (?)", ("note %d" % i,))
+        os._exit(0)
+        """
+    )
+    subprocess.run([sys.executable, "-c", code, str(other)], check=True, timeout=60)
+    return Path(f"{other}-wal")
+
+
+def move_aside(wal: Path) -> None:
+    """What the error tells the user to do with a stray WAL."""
+    wal.rename(f"{wal}.stray")
+
+
+async def alerts_in(path: Path) -> list[str]:
+    q = SQLiteQueue(QueueConfig(path=path, synchronous="normal"))
+    await q.open()
+    try:
+        return checks((await lease(q, limit=10_000)).entries)
+    finally:
+        await q.close()
+
+
+async def test_a_foreign_wal_is_refused_and_the_queue_survives(tmp_path: Path) -> None:
+    """Issue 11: another database's WAL beside queue.db is never replayed over the queue."""
+    path = tmp_path / "queue.db"
+    await queue_with(path, ["a", "b", "c"])
+    wal = Path(f"{path}-wal")
+    shutil.copyfile(foreign_wal(tmp_path / "elsewhere"), wal)
+    before = digest(path, wal)
+    message = await open_error(path)
+    assert f"{wal} does not belong to the queue {path}" in message
+    assert f"mv {wal} {wal}.stray" in message
+    assert digest(path, wal) == before  # neither replayed nor checkpointed
+    move_aside(wal)
+    assert await alerts_in(path) == ["a", "b", "c"]
+
+
+async def test_a_wal_of_another_queue_is_refused(tmp_path: Path) -> None:
+    """A forwarder queue's WAL beside a different queue file (a copied directory) is refused."""
+    mine, theirs = tmp_path / "mine" / "queue.db", tmp_path / "theirs" / "queue.db"
+    await queue_with(mine, ["mine"])
+    theirs.parent.mkdir()
+    crash_leaving_wal(theirs, "await q.put([alert('theirs', 3000) for _ in range(50)])")
+    shutil.copyfile(f"{theirs}-wal", f"{mine}-wal")
+    message = await open_error(mine)
+    assert "does not belong" in message
+    move_aside(Path(f"{mine}-wal"))
+    assert await alerts_in(mine) == ["mine"]
+
+
+async def test_a_queue_killed_across_checkpoints_reopens_with_every_alert(tmp_path: Path) -> None:
+    """Our own WAL after ``kill -9`` (several WAL generations in) is recognised and replayed."""
+    path = tmp_path / "queue.db"
+    await queue_with(path, ["first"])
+    # 12 MiB of alerts: the queue checkpoints and starts new WAL generations on the way.
+    crash_leaving_wal(
+        path,
+        """
+        for i in range(60):
+            await q.put([alert(f"c{i:02d}-{j}", 2000) for j in range(100)])
+        await q.lease("bigpanda", limit=10, lease_for=3600)
+        """,
+    )
+    got = await alerts_in(path)
+    assert len(got) == 6001
+    assert got[:2] == ["first", "c00-0"]
+
+
+async def test_a_wal_left_beside_a_restored_backup_is_refused(tmp_path: Path) -> None:
+    """Restoring queue.db from a backup but leaving the live WAL would mix two points in time."""
+    path = tmp_path / "queue.db"
+    await queue_with(path, ["old"])
+    backup = path.read_bytes()
+    crash_leaving_wal(
+        path,
+        """
+        for i in range(30):
+            await q.put([alert(f"c{i:02d}-{j}", 2000) for j in range(100)])
+        """,
+    )
+    path.write_bytes(backup)
+    assert "or this one before a restore" in await open_error(path)
+
+
+async def test_an_admin_replay_beside_the_owner_keeps_the_wal_recognisable(
+    tmp_path: Path,
+) -> None:
+    """``dlq replay`` writes into the owner's WAL generation; after ``kill -9`` all is replayed."""
+    path = tmp_path / "queue.db"
+    crash_leaving_wal(
+        path,
+        """
+        await q.put([alert(f"a{j}") for j in range(20)])
+        leased = await q.lease("bigpanda", limit=5, lease_for=60)
+        await q.dead_letter(
+            leased.entries, reason="clientError", status=400, response=None, error=None
+        )
+        admin = SQLiteQueue(QueueConfig(path=sys.argv[1]), admin=True)
+        await admin.open()
+        assert await admin.dead_letters.replay() == 5
+        await admin.close()
+        for i in range(20):
+            await q.put([alert(f"b{i:02d}-{j}", 2000) for j in range(100)])
+        """,
+    )
+    assert len(await alerts_in(path)) == 2020
+
+
+async def test_an_unmarked_database_is_refused_untouched(tmp_path: Path) -> None:
+    """A non-empty SQLite file without the queue's tables gets no tables and no changes."""
+    path = tmp_path / "queue.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE notes (body TEXT)")
+        conn.execute("INSERT INTO notes VALUES ('keep me')")
+    conn.close()
+    before = digest(path)
+    message = await open_error(path)
+    assert message.startswith(f"queue file {path} is a SQLite database without the queue's")
+    assert digest(path) == before
+
+
+async def test_another_applications_database_is_refused(tmp_path: Path) -> None:
+    """A file marked by another application (its application_id) is not opened at all."""
+    path = tmp_path / "queue.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA application_id=1234")
+        conn.execute("CREATE TABLE notes (body TEXT)")
+    conn.close()
+    before = digest(path)
+    assert "is not a forwarder queue (application id 0x4d2)" in await open_error(path)
+    assert digest(path) == before
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"SQLite format 3\x00" + b"\x10\x00", "truncated to 18 bytes"),
+        (bytes(range(256)) * 32, "not a SQLite database"),
+    ],
+)
+async def test_a_damaged_file_is_refused_and_kept(tmp_path: Path, content: bytes, why: str) -> None:
+    """Garbage or a truncated header: one line naming the file and the fix; the file stays."""
+    path = tmp_path / "queue.db"
+    path.write_bytes(content)
+    message = await open_error(path)
+    assert message.startswith(f"queue file {path} is damaged ({why}): restore it from a backup")
+    assert path.read_bytes() == content
+
+
+async def test_a_queue_cut_short_is_refused_and_kept(tmp_path: Path) -> None:
+    """A queue file truncated mid-page (a bad copy) is refused, not rebuilt."""
+    path = tmp_path / "queue.db"
+    await queue_with(path, ["a"])
+    content = path.read_bytes()[:5000]
+    path.write_bytes(content)
+    assert "is damaged (truncated" in await open_error(path)
+    assert path.read_bytes() == content
+
+
+async def test_a_directory_in_place_of_the_queue_file(tmp_path: Path) -> None:
+    """queue.path naming a directory says so and suggests a file inside it."""
+    path = tmp_path / "queue.db"
+    path.mkdir()
+    message = await open_error(path)
+    assert message == (
+        f"queue file {path} is a directory: set queue.path to a file inside it,"
+        f" e.g. {path / 'queue.db'}"
+    )
+
+
+def _open_as_nobody(path: Path) -> str:
+    """Open the queue in a forked child running as ``nobody``; the error it got, or ''."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: another user, the same code
+        os.close(read)
+        message = ""
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            asyncio.run(SQLiteQueue(QueueConfig(path=path)).open())
+        except QueueOpenError as exc:
+            message = str(exc)
+        except BaseException as exc:  # a traceback is what the test is about: report it
+            message = f"UNEXPECTED {exc!r}"
+        os.write(write, message.encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        out = f.read().decode()
+    os.waitpid(pid, 0)
+    return out
+
+
+def test_a_queue_owned_by_another_user_is_one_line_with_owner_and_fix() -> None:
+    """Issue 10 §3: a queue.db of another user in a writable folder: owner, user and chown."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the opening process as another user")
+    directory = Path(tempfile.mkdtemp(prefix="forwarder-owner-"))
+    try:
+        directory.chmod(0o777)
+        path = directory / "queue.db"
+        asyncio.run(queue_with(path, ["a"]))
+        message = _open_as_nobody(path)
+        assert message == (
+            f"queue file {path} is not writable by nobody (owner root, -rw-r--r--): run"
+            f" forwarder as root, or give it to this user (chown nobody {path})"
+        ), message
+    finally:
+        shutil.rmtree(directory)
+
+
+async def test_the_lock_error_names_the_other_daemons_pid(
+    sqlite_queue: Factory, tmp_path: Path
+) -> None:
+    """Issue 10 §3: the second daemon is told which process holds the queue."""
+    await sqlite_queue()
+    other = SQLiteQueue(QueueConfig(path=tmp_path / "queue.db"))
+    with pytest.raises(QueueLocked) as caught:
+        await other.open()
+    assert str(caught.value) == (
+        f"queue {tmp_path / 'queue.db'} is in use by another forwarder (pid {os.getpid()};"
+        f" lock {tmp_path / 'queue.db.lock'})"
+    )
+
+
+async def test_a_new_queue_is_marked_and_an_old_one_adopted(tmp_path: Path) -> None:
+    """New files carry the queue's application_id and a stamp; 0.1.0 files get them."""
+    new, old = tmp_path / "new.db", tmp_path / "old.db"
+    shutil.copyfile(RELEASE_0_1_0, old)
+    for path in (new, old):
+        q = SQLiteQueue(QueueConfig(path=path, synchronous="normal"))
+        await q.open()
+        await q.close()
+        with sqlite3.connect(path) as conn:
+            marks = [
+                conn.execute(f"PRAGMA {p}").fetchone()[0]
+                for p in ("application_id", "user_version")
+            ]
+        conn.close()
+        assert marks[0] == APPLICATION_ID == 0x46575101  # "FWQ", schema 1
+        assert marks[1] != 0
+
+
+def test_a_queue_directory_another_user_cannot_write_is_one_line() -> None:
+    """SQLite makes the file, its -wal and -shm in the directory: it must be writable too."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the opening process as another user")
+    directory = Path(tempfile.mkdtemp(prefix="forwarder-dir-"))
+    try:
+        directory.chmod(0o755)
+        path = directory / "queue.db"
+        message = _open_as_nobody(path)
+        assert message == (
+            f"queue directory {directory} is not writable by nobody (owner root, drwxr-xr-x):"
+            f" run forwarder as root, or give it to this user (chown nobody {directory})"
+        ), message
+        assert not path.exists()
+    finally:
+        shutil.rmtree(directory)

@@ -1,15 +1,21 @@
-"""A full disk: the ingest refuses with 503 and a JSON error, never 200, and recovers by itself.
+"""A full disk: the ingest refuses with 503 and a JSON error, never 200, and recovers by itself;
+delivery drains a full queue, also after ``kill -9`` on a full disk (issue 11).
 
 The real path mounts a small tmpfs for the queue (we run as root in CI) and fills it with a
-file. Where mounting is not permitted, the same story is told at the database layer: SQLite's
-``PRAGMA max_page_count`` on the daemon's own connection makes every write that needs a new
-page fail with SQLITE_FULL ("database or disk is full"), exactly what a full disk returns.
+file, or with the queue itself. Where mounting is not permitted, the 503 story is told at the
+database layer: SQLite's ``PRAGMA max_page_count`` on the daemon's own connection makes every
+write that needs a new page fail with SQLITE_FULL ("database or disk is full"), exactly what a
+full disk returns. The drain stories need a real file system (free space, the ballast file) and
+are skipped there, saying so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import os
 import subprocess
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,14 +45,13 @@ PREFIX = "disk"
 Client = TestClient[web.Request, web.Application]
 
 
-@pytest.fixture
-def small_tmpfs(tmp_path: Path) -> Iterator[Path | None]:
-    """A fresh tmpfs of TMPFS_SIZE mounted in tmp_path, or None where mounting is refused."""
-    mnt = tmp_path / "tmpfs"
-    mnt.mkdir()
+@contextlib.contextmanager
+def tmpfs(where: Path, size: str) -> Iterator[Path | None]:
+    """A fresh tmpfs of ``size`` mounted at ``where``, or None where mounting is refused."""
+    where.mkdir()
     try:
         done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(mnt)],
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
             capture_output=True,
             timeout=30,
         )
@@ -57,9 +62,16 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path | None]:
         yield None
         return
     try:
-        yield mnt
+        yield where
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=30)
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path | None]:
+    """A fresh tmpfs of TMPFS_SIZE mounted in tmp_path, or None where mounting is refused."""
+    with tmpfs(tmp_path / "tmpfs", TMPFS_SIZE) as mnt:
+        yield mnt
 
 
 def fill_disk(path: Path) -> int:
@@ -263,3 +275,155 @@ async def test_full_database_answers_503_and_recovers(
 ) -> None:
     """When SQLite reports the database full, ingest answers 503 (never 200) and later recovers."""
     print("disk: " + await _database_layer_scenario(make_client, fake_bigpanda))
+
+
+# --------------------------------------------------------------------------- draining a full disk
+
+DRAIN_TMPFS = "32m"
+BIG_TAG = "t" * 500  # BigPanda keeps attributes up to 512 characters
+
+
+def big_alert(seq: int) -> bytes:
+    """A Kapacitor alert of about 8 KB (a long message, a dozen long tags): fills disks fast."""
+    check = check_name(PREFIX, seq)
+    tags = ",".join(f'"tag{i}":"{BIG_TAG}{i}"' for i in range(12))
+    return (
+        f'{{"id":"{check}","message":"{check} {"m" * 1900}","details":"",'
+        f'"time":"2023-11-14T22:13:20Z","duration":0,"level":"CRITICAL","data":{{"series":'
+        f'[{{"name":"cpu","tags":{{"host":"h{seq % 7}",{tags}}},"columns":["time","v"],'
+        f'"values":[["2023-11-14T22:13:20Z",1]]}}]}}}}'
+    ).encode()
+
+
+class Filler:
+    """Posts big alerts to a daemon, keeping the acknowledged ones."""
+
+    def __init__(self, session: aiohttp.ClientSession, daemon: Daemon) -> None:
+        self.session = session
+        self.daemon = daemon
+        self.seq = 0
+        self.acked: set[str] = set()
+        self.last_refusal: dict[str, Any] = {}
+
+    async def post(self) -> int:
+        seq, self.seq = self.seq, self.seq + 1
+        async with self.session.post(
+            f"{self.daemon.url}/kapacitor/disk", data=big_alert(seq)
+        ) as resp:
+            body = await resp.json(content_type=None)
+            assert resp.status in (200, 503), f"alert {seq}: {resp.status} {body}"
+            if resp.status == 200:
+                self.acked.add(check_name(PREFIX, seq))
+            else:
+                self.last_refusal = body
+            return resp.status
+
+    async def until_refused(self, limit: int = 20_000) -> None:
+        for _ in range(limit):
+            if await self.post() == 503:
+                return
+        raise AssertionError(f"no 503 after {limit} alerts")
+
+
+async def wait_listening(daemon: Daemon, timeout: float = 30.0) -> None:
+    """Poll ``/-/healthy`` (readiness may rightly be 503 on a full disk) with a deadline."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            assert daemon.proc is not None
+            if daemon.proc.poll() is not None:
+                raise AssertionError(
+                    f"daemon exited with {daemon.proc.returncode}:\n{daemon.log()}"
+                )
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(f"{daemon.url}/-/healthy") as resp:
+                    if resp.status == 200:
+                        return
+            await wait_a_moment()
+    raise AssertionError(f"daemon not listening after {timeout}s:\n{daemon.log()}")
+
+
+async def wait_a_moment() -> None:
+    import asyncio
+
+    await asyncio.sleep(0.05)
+
+
+def free_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+async def test_the_queue_never_takes_its_disks_last_bytes_and_drains_after_kill_9(
+    tmp_path: Path,
+    fake_bigpanda: FakeBigPanda,
+    daemon_factory: Callable[[str], Daemon],
+) -> None:
+    """Issue 11: BigPanda down, queue.max_bytes beyond the volume: the queue fills its own disk.
+
+    The ingest answers 503 while a reserve is still free, so delivery has room; after
+    ``kill -9`` in that state the daemon starts, and every acknowledged alert is delivered.
+    """
+    with tmpfs(tmp_path / "vol", DRAIN_TMPFS) as vol:
+        if vol is None:
+            pytest.skip("mount not permitted: the drain needs a real small file system")
+        config = daemon_config(
+            fake_bigpanda.alerts_url, queue_path=str(vol / "queue.db"), lease_timeout="2s"
+        ).replace("lease_timeout: 2s", "lease_timeout: 2s\n  max_bytes: 1GiB")
+        daemon = daemon_factory(config)
+        daemon.start()
+        await daemon.wait_ready()
+        assert (vol / "queue.db.ballast").exists()
+        await fake_bigpanda.stop_listening()
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
+            run = Filler(session, daemon)
+            await run.until_refused()
+            assert run.last_refusal["error"].startswith("queue disk is full"), run.last_refusal
+            assert len(run.acked) > 1000
+            assert free_bytes(vol) > 1024**2, "the queue took the last bytes of its disk"
+            daemon.kill()
+            daemon.start()
+            await wait_listening(daemon)
+            await fake_bigpanda.start_listening()
+            await _all_delivered(fake_bigpanda, run.acked)
+            # Drained: the ingest takes alerts again.
+            await wait_until_async(run.post, 200, what="an alert acknowledged after the drain")
+        assert daemon.terminate() == 0, daemon.log()
+    print(f"disk: queue filled {DRAIN_TMPFS}: {len(run.acked)} acknowledged, all delivered")
+
+
+async def test_a_disk_filled_by_another_file_drains_after_kill_9(
+    tmp_path: Path,
+    fake_bigpanda: FakeBigPanda,
+    daemon_factory: Callable[[str], Daemon],
+) -> None:
+    """Something else takes every last byte while alerts are queued; the daemon is killed.
+
+    It starts on the full disk (no traceback from clearing leases), gives back its ballast,
+    and delivers every acknowledged alert once BigPanda is back.
+    """
+    with tmpfs(tmp_path / "vol", DRAIN_TMPFS) as vol:
+        if vol is None:
+            pytest.skip("mount not permitted: the drain needs a real small file system")
+        daemon = daemon_factory(
+            daemon_config(
+                fake_bigpanda.alerts_url, queue_path=str(vol / "queue.db"), lease_timeout="2s"
+            )
+        )
+        daemon.start()
+        await daemon.wait_ready()
+        await fake_bigpanda.stop_listening()
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
+            run = Filler(session, daemon)
+            for _ in range(1500):
+                assert await run.post() == 200
+            fill_disk(vol / "someone-elses-file")  # until ENOSPC: not a byte left
+            daemon.kill()
+            daemon.start()
+            await wait_listening(daemon)
+            await fake_bigpanda.start_listening()
+            await _all_delivered(fake_bigpanda, run.acked)
+        assert not (vol / "queue.db.ballast").exists()  # given back to let delivery write
+        assert "Traceback" not in daemon.log()
+        assert daemon.terminate() == 0, daemon.log()
+    print(f"disk: filled by another file: {len(run.acked)} acknowledged, all delivered")

@@ -1,16 +1,20 @@
 """Slow and oversized requests: they are refused or tolerated, and never starve other clients.
 
 The limits in force are those of the real daemon (``forwarder run``): the body limit is
-``server.max_body_bytes``; the request line, header lines and header count are aiohttp's
-parser limits (8190 bytes, 8190 bytes, 128 headers); a connection is closed by aiohttp's
-keep-alive timer only (``keepalive_timeout``, 3630 s by default in aiohttp 3.14), which also
-bounds a connection that never finishes its headers. There is no separate header-read timeout.
+``server.max_body_bytes``, on the wire and once inflated (gzip, deflate); a body must arrive
+within ``forwarder.web.body.BODY_READ_TIMEOUT`` (30 s) of its headers, or the answer is
+408 and the connection is closed (``tests/web/test_body.py`` drives that deadline short);
+the request line, header lines and header count are aiohttp's parser limits (8190 bytes,
+8190 bytes, 128 headers); an idle connection is closed by aiohttp's keep-alive timer
+(``keepalive_timeout``), which also bounds a connection that never finishes its headers.
+There is no separate header-read timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import time
 from collections.abc import Callable
@@ -146,6 +150,14 @@ async def test_oversized_bodies_get_413(daemon_factory: Callable[[str], Daemon])
         status, body = await exchange(daemon.port, request("/kapacitor", over, chunked=chunked))
         assert status == 413, body
         assert "max_body_bytes" in json.loads(body)["error"]
+    # A compressed body is bounded once inflated: a zip bomb (64 MiB of zeros, about
+    # 64 KiB gzipped) is refused as soon as the inflated size passes the limit.
+    bomb = gzip.compress(b"\0" * (64 * 1024 * 1024), compresslevel=9)
+    for chunked in (False, True):
+        raw = request("/kapacitor", bomb, headers=b"Content-Encoding: gzip\r\n", chunked=chunked)
+        status, body = await exchange(daemon.port, raw)
+        assert status == 413, body
+        assert "max_body_bytes" in json.loads(body)["error"]
     # A Content-Length far beyond the limit is refused before any body is sent.
     status, body = await exchange(
         daemon.port,
@@ -175,6 +187,8 @@ async def test_huge_or_malformed_headers_get_4xx(daemon_factory: Callable[[str],
     print("limits: " + "; ".join(f"{n} -> {s} {b[:60]!r}" for n, (s, b) in answers.items()))
     for name, (status, body) in answers.items():
         assert 400 <= status < 500, f"{name}: {status} {body[:200]!r}"
+        # aiohttp's parser answers these itself; the daemon's runner makes them JSON.
+        assert json.loads(body)["error"], f"{name}: {body[:200]!r}"
     # Just under the limits the same request is served.
     ok = request("/kapacitor", alert, headers=b"X-Big: " + b"a" * 8000 + b"\r\n")
     assert (await exchange(daemon.port, ok))[0] == 200

@@ -1,4 +1,7 @@
-"""``forwarder dlq list|show|replay|purge`` as real subprocesses on a real queue file.
+"""The dead-letter admin: ``forwarder dlq`` as real subprocesses, and the HTTP admin API.
+
+The HTTP section at the end checks that the admin API refuses bad ids and
+limits with a JSON 400 (its body handling is in ``test_body.py``).
 
 The dead letters are made by the real pipeline (Kapacitor example bodies mapped
 with the test config) and the real queue, then the CLI is run against the same
@@ -31,6 +34,7 @@ from tests.conftest import (
     write_config,
 )
 from tests.fakes.clock import FakeClock
+from tests.web.conftest import Served, exchange
 
 DAY = 86400.0
 
@@ -240,3 +244,88 @@ async def test_dlq_without_a_queue_file_explains(tmp_path: Path) -> None:
     assert code == 1
     assert "has the daemon ever run with this config?" in out
     assert not (tmp_path / "queue.db").exists()
+
+
+# --------------------------------------------------------------------------- the HTTP admin API
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/dead-letters/9223372036854775808",  # one past the largest row id
+        "/api/v1/dead-letters/" + "9" * 5000,
+        "/api/v1/dead-letters/0",
+        "/api/v1/dead-letters/-1",
+        "/api/v1/dead-letters/%C2%B2",  # "²": a digit to str.isdigit, not to int()
+        "/api/v1/dead-letters/%D9%A3",  # Arabic-Indic three: int() would take it
+        "/api/v1/dead-letters/1_0",
+        "/api/v1/dead-letters/%2B7",
+        "/api/v1/dead-letters/%FF",
+        "/api/v1/dead-letters?limit=%C2%B2",
+        "/api/v1/dead-letters?limit=" + "9" * 5000,
+        "/api/v1/dead-letters?limit=100001",
+        "/api/v1/dead-letters?limit=0",
+        "/api/v1/dead-letters?limit=%FF",
+        "/api/v1/dead-letters?limit=",
+        "/api/v1/dead-letters?limit=%20%207",
+    ],
+)
+async def test_bad_ids_and_limits_are_a_json_400(served: Served, path: str) -> None:
+    """Out-of-range or non-ASCII numbers are refused saying what is allowed, never a 500."""
+    client = await served()
+    raw = f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    status, headers, body = await exchange(client, raw)
+    assert status == 400, body
+    assert headers["content-type"].startswith("application/json")
+    assert "must be a whole number from 1 to" in json.loads(body)["error"]
+
+
+async def test_the_largest_id_and_limit_are_valid(served: Served) -> None:
+    client = await served()
+    largest = 2**63 - 1
+    resp = await client.get(f"/api/v1/dead-letters/{largest}")
+    assert (resp.status, await resp.json()) == (404, {"error": f"no dead letter {largest}"})
+    resp = await client.get("/api/v1/dead-letters", params={"limit": "100000"})
+    assert (resp.status, await resp.json()) == (200, {"dead_letters": []})
+
+
+@pytest.mark.parametrize("action", ["replay", "purge"])
+@pytest.mark.parametrize(
+    ("ids", "error"),
+    [
+        pytest.param([2**63], "ids: must be a list of whole numbers from 1 to", id="past-int64"),
+        pytest.param([10**400], "invalid JSON", id="10e400"),
+        pytest.param([0], "ids: must be a list of whole numbers from 1 to", id="zero"),
+        pytest.param([True], "ids: must be a list of whole numbers from 1 to", id="bool"),
+        pytest.param(list(range(1, 40_002)), "ids: at most 10000 per request", id="40001-ids"),
+    ],
+)
+async def test_replay_and_purge_refuse_ids_the_store_cannot_take(
+    served: Served, action: str, ids: list[int], error: str
+) -> None:
+    """Ids past 64 bits or more ids than one query can bind are a JSON 400, not a 500."""
+    client = await served()
+    resp = await client.post(
+        f"/api/v1/dead-letters/{action}", data=json.dumps({"ids": ids}).encode()
+    )
+    assert resp.status == 400
+    assert (await resp.json())["error"].startswith(error)
+
+
+@pytest.mark.parametrize(
+    "older_than",
+    [
+        pytest.param(b"[" * 1000 + b"1" + b"]" * 1000, id="list-nested-1000-deep"),
+        pytest.param(b'{"d": 7}', id="object"),
+        pytest.param(b"7", id="number"),
+    ],
+)
+async def test_purge_older_than_must_be_a_duration_string(
+    served: Served, older_than: bytes
+) -> None:
+    """A non-string age (the fuzzer sent a list nested 1000 deep: a 500) is a JSON 400."""
+    client = await served()
+    body = b'{"older_than": ' + older_than + b"}"
+    resp = await client.post("/api/v1/dead-letters/purge", data=body)
+    assert resp.status == 400
+    assert (await resp.json())["error"].startswith("older_than: must be a duration string")

@@ -7,6 +7,7 @@ file so that ``POST /-/reload`` has something to reload.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import BASE_CONFIG, example, write_config
+from tests.web.conftest import Served, exchange
 
 Client = TestClient[web.Request, web.Application]
 
@@ -224,3 +226,43 @@ async def test_reload_swaps_the_credentials(app_from_file: AppFactory, tmp_path:
         "/kapacitor", data=ALERT, headers={"Authorization": f"Bearer {new_token}"}
     )
     assert new.status == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/kapacitor"),
+        ("POST", "/kapacitor/task"),
+        ("POST", "/influxdb"),
+        ("POST", "/-/reload"),
+        ("GET", "/api/v1/dead-letters"),
+        ("GET", "/api/v1/dead-letters/1"),
+        ("POST", "/api/v1/dead-letters/replay"),
+        ("POST", "/api/v1/dead-letters/purge"),
+    ],
+)
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"Bearer \xff\xfe",
+        b"Bearer " + BEARER.encode() + b"\xff",
+        b"Basic \xff",
+        b"\xff " + BEARER.encode(),
+        b"Bearer \xed\xa0\x80",  # an encoded lone surrogate
+    ],
+)
+async def test_credentials_that_are_not_utf8_are_a_json_401(
+    served: Served, method: str, path: str, value: bytes
+) -> None:
+    """Non-UTF-8 bytes in ``Authorization`` are wrong credentials (401), not a 500."""
+    client = await served(BOTH)
+    raw = (
+        f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".encode()
+        + b"Authorization: "
+        + value
+        + b"\r\nContent-Length: 2\r\n\r\n{}"
+    )
+    status, headers, body = await exchange(client, raw)
+    assert status == 401, body
+    assert headers["content-type"].startswith("application/json")
+    assert "credentials" in json.loads(body)["error"]

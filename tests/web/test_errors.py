@@ -74,6 +74,7 @@ async def test_aiohttp_http_errors_become_json(wrapped_client: Client) -> None:
         pytest.param("GET", "/api/v1/dead-letters/replay", 405, "POST", id="get-replay"),
         pytest.param("GET", "/api/v1/dead-letters/7/extra", 404, None, id="too-deep"),
         pytest.param("POST", "/", 404, None, id="root"),
+        pytest.param("POST", "/kapacitor/%0A%7B", 404, None, id="newline-in-path"),
     ],
 )
 async def test_every_path_and_method_of_the_app_answers_json(

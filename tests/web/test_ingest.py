@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
+from forwarder.web.protolog import PER_MINUTE
 from tests.conftest import BASE_CONFIG, example, target_config
 from tests.fakes.bigpanda import FakeBigPanda
 
@@ -87,13 +91,17 @@ async def assert_still_serving(client: Client) -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "payload", "accepted"),
+    ("path", "payload", "answer"),
     [
-        pytest.param("/kapacitor", CRITICAL, 1, id="kapacitor-critical"),
-        pytest.param("/kapacitor", MINIMAL, 1, id="kapacitor-minimal"),
-        pytest.param("/kapacitor/cpu_alert", CRITICAL, 1, id="kapacitor-with-task"),
-        pytest.param("/kapacitor", HTTPPOST, 1, id="httppost-row"),
-        pytest.param("/influxdb", INFLUX, 1, id="influxdb"),
+        pytest.param("/kapacitor", CRITICAL, {"accepted": 1}, id="kapacitor-critical"),
+        # No host tag, so no primary property: BigPanda would refuse it, so it goes
+        # straight to the dead-letter store and the answer says so (issue 10, part 2).
+        pytest.param(
+            "/kapacitor", MINIMAL, {"accepted": 0, "dead_lettered": 1}, id="kapacitor-minimal"
+        ),
+        pytest.param("/kapacitor/cpu_alert", CRITICAL, {"accepted": 1}, id="kapacitor-with-task"),
+        pytest.param("/kapacitor", HTTPPOST, {"accepted": 1}, id="httppost-row"),
+        pytest.param("/influxdb", INFLUX, {"accepted": 1}, id="influxdb"),
     ],
 )
 @pytest.mark.parametrize(
@@ -105,20 +113,24 @@ async def assert_still_serving(client: Client) -> None:
     ],
 )
 async def test_each_sample_is_accepted_with_exactly_200(
-    make_client: ClientFactory, path: str, payload: bytes, accepted: int, content_type: str
+    make_client: ClientFactory,
+    path: str,
+    payload: bytes,
+    answer: dict[str, int],
+    content_type: str,
 ) -> None:
     """Each real sample gets exactly 200 {"accepted": N}, whatever the Content-Type says."""
     client = await make_client(HTTPPOST_CONFIG)
     status, body = await post(client, path, payload, {"Content-Type": content_type})
     assert status == 200
-    assert body == {"accepted": accepted}
+    assert body == answer
 
 
 @pytest.mark.parametrize(
     ("path", "payload"),
     [
         pytest.param("/kapacitor", CRITICAL, id="kapacitor"),
-        pytest.param("/kapacitor/cpu_alert", MINIMAL, id="kapacitor-task"),
+        pytest.param("/kapacitor/cpu_alert", CRITICAL, id="kapacitor-task"),
         pytest.param("/kapacitor", HTTPPOST, id="httppost"),
         pytest.param("/influxdb", INFLUX, id="influxdb"),
     ],
@@ -152,6 +164,7 @@ async def test_httppost_batch_counts_every_row(client: Client) -> None:
             },
             {
                 "name": "mem",
+                "tags": {"host": "b"},
                 "columns": ["time", "level"],
                 "values": [["1971-01-01T00:00:02Z", "WARNING"]],
             },
@@ -282,7 +295,8 @@ BAD_REQUESTS: list[Any] = [
     ),
     pytest.param(
         "/kapacitor",
-        HTTPPOST,
+        b'{"series": [{"name": "cpu", "tags": {"host": "a"}, "columns": ["time", "value"],'
+        b' "values": [["1971-01-01T00:00:00Z", 97.1]]}]}',
         "series[0].values[0]: no 'level' column or tag",
         id="httppost-row-without-level",
     ),
@@ -293,7 +307,6 @@ BAD_REQUESTS: list[Any] = [
         "series[0].values[0].level: unknown level 'LOUD'",
         id="httppost-unknown-level",
     ),
-    pytest.param("/kapacitor", b'{"series": []}', "series: no rows", id="httppost-no-rows"),
     pytest.param(
         "/influxdb", influx_body(_level=None), "_level: missing", id="influx-missing-level"
     ),
@@ -506,3 +519,151 @@ async def test_nothing_a_client_sends_stops_the_server(client: Client) -> None:
     status, body = await post(client, "/influxdb", INFLUX)
     assert (status, body) == (200, {"accepted": 1})
     await assert_still_serving(client)
+
+
+# --------------------------------------------------------------------------- trailing slash
+
+
+@pytest.mark.parametrize(
+    ("path", "payload"),
+    [
+        pytest.param("/kapacitor/", CRITICAL, id="kapacitor"),
+        pytest.param("/influxdb/", INFLUX, id="influxdb"),
+    ],
+)
+async def test_a_trailing_slash_is_the_same_endpoint(
+    delivering_client: Client, fake_bigpanda: FakeBigPanda, path: str, payload: bytes
+) -> None:
+    """``POST /kapacitor/`` is ``POST /kapacitor`` (no task from the path), not a 404."""
+    status, body = await post(delivering_client, path, payload)
+    assert (status, body) == (200, {"accepted": 1})
+    resp = await delivering_client.get(path)
+    assert resp.status == 405
+
+
+# --------------------------------------------------------------------------- rejection logs
+
+
+async def test_a_rejection_is_a_warning_naming_client_path_task_and_reason(client: Client) -> None:
+    with structlog.testing.capture_logs() as logs:
+        status, _ = await post(
+            client, "/kapacitor/disk_alert", with_changes(CRITICAL, level="BOGUS")
+        )
+    assert status == 400
+    (line,) = [e for e in logs if e["event"] == "ingest_rejected"]
+    assert line["log_level"] == "warning"
+    assert line["client"] == "127.0.0.1"
+    assert line["path"] == "/kapacitor/disk_alert"
+    assert line["task"] == "disk_alert"
+    assert line["reason"] == "bad_shape"
+    assert line["source"] == "kapacitor"
+    assert line["error"].startswith("level:")
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "hint"),
+    [
+        pytest.param(
+            "/kapacitor",
+            INFLUX,
+            "this looks like an InfluxDB notification row; post it to /influxdb",
+            id="influx-row-to-kapacitor",
+        ),
+        pytest.param(
+            "/influxdb",
+            CRITICAL,
+            "this looks like a Kapacitor alert or httpPost body; post it to /kapacitor",
+            id="kapacitor-alert-to-influxdb",
+        ),
+        pytest.param(
+            "/influxdb",
+            HTTPPOST,
+            "this looks like a Kapacitor alert or httpPost body; post it to /kapacitor",
+            id="httppost-rows-to-influxdb",
+        ),
+    ],
+)
+async def test_a_body_for_the_other_endpoint_says_which_to_use(
+    client: Client, path: str, payload: bytes, hint: str
+) -> None:
+    """The 400 and the warning both name the endpoint the body belongs to."""
+    with structlog.testing.capture_logs() as logs:
+        status, body = await post(client, path, payload)
+    assert status == 400
+    assert body["error"].endswith(f"({hint})")
+    (line,) = [e for e in logs if e["event"] == "ingest_rejected"]
+    assert hint in line["error"]
+
+
+async def test_rejection_warnings_are_rate_limited(client: Client) -> None:
+    """A flood of bad requests does not flood the log: at most PER_MINUTE lines per reason."""
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(PER_MINUTE + 5):
+            status, _ = await post(client, "/kapacitor", b"{")
+            assert status == 400
+    lines = [e for e in logs if e["event"] == "ingest_rejected"]
+    assert len(lines) == PER_MINUTE
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(
+            b'{"series": [{"name": "cpu", "tags": {"host": "a"}}]}', id="series-no-values"
+        ),
+        pytest.param(b'{"series": []}', id="no-series"),
+    ],
+)
+async def test_an_empty_httppost_batch_is_200_with_nothing_accepted(
+    client: Client, payload: bytes
+) -> None:
+    """A batch whose ``|where()`` filtered out every point is not an error (issue 10, part 1)."""
+    status, body = await post(client, "/kapacitor", payload)
+    assert (status, body) == (200, {"accepted": 0})
+
+
+async def test_alert_bigpanda_would_refuse_is_dead_lettered_and_the_rest_accepted(
+    make_client: ClientFactory, tmp_path: Path
+) -> None:
+    """An httpPost batch with one row lacking a primary property: 200, the good row queued,
+    the bad one in the dead-letter store with its reason, counted and logged with the fix."""
+    registry = CollectorRegistry()
+    client = await make_client(BASE_CONFIG, registry=registry)
+    body = json.dumps(
+        {
+            "series": [
+                {
+                    "name": "cpu",
+                    "tags": {"host": "a"},
+                    "columns": ["time", "level", "value"],
+                    "values": [["1971-01-01T00:00:00Z", "CRITICAL", 1]],
+                },
+                {
+                    "name": "cpu",
+                    "columns": ["time", "level", "value"],
+                    "values": [["1971-01-01T00:00:00Z", "CRITICAL", 2]],
+                },
+            ]
+        }
+    ).encode()
+    with structlog.testing.capture_logs() as logs:
+        status, answer = await post(client, "/kapacitor/cpu_alert", body)
+    assert (status, answer) == (200, {"accepted": 1, "dead_lettered": 1})
+    labels = {"target": "bigpanda", "reason": "no_primary_property"}
+    assert registry.get_sample_value("forwarder_alerts_refused_total", labels) == 1.0
+    [line] = [entry for entry in logs if entry["event"] == "alert_refused"]
+    assert line["log_level"] == "warning"
+    assert line["reason"] == "no_primary_property"
+    assert "route 'default'" in line["hint"]
+    assert "mapping.host" in line["hint"]
+    with sqlite3.connect(tmp_path / "queue.db") as conn:
+        [(reason,)] = conn.execute("SELECT reason FROM dead_letters").fetchall()
+        [(queued,)] = conn.execute("SELECT COUNT(*) FROM queue").fetchall()
+    assert reason == "no_primary_property"
+    assert queued == 1
+
+
+async def test_empty_httppost_batch_is_accepted_with_zero(client: Client) -> None:
+    """A batch |where() emptied (series without values) is 200 {"accepted": 0}, not a 400."""
+    body = b'{"series":[{"name":"cpu","tags":{"host":"a"}}]}'
+    assert await post(client, "/kapacitor", body) == (200, {"accepted": 0})

@@ -84,7 +84,62 @@ async def test_ready_is_503_during_auth_failure_and_recovers_after_a_delivery(
     assert (await client.post("/kapacitor", json=second)).status == 200
     await fake.wait_for(lambda f: f.checks() == ["after-the-fix"], timeout=10)
     body = await ready_until(client, 200)
-    assert body["targets"]["bigpanda"] == {"up": True, "auth_failed": False, "last_error": None}
+    assert body["targets"]["bigpanda"] == {
+        "up": True,
+        "auth_failed": False,
+        "redirected": False,
+        "rate_limited": False,
+        "last_error": None,
+    }
+
+
+async def test_ready_names_a_failure_class_not_the_exception_text(
+    make_client: ClientFactory, fake_bigpanda: FakeBigPanda
+) -> None:
+    """When BigPanda does not answer, ``/-/ready`` (no auth) says "no answer (timeout)" for
+    the target: the forwarder's words, not the HTTP client's exception text (which can quote
+    the target URL with its query, e.g. an OIM ``?access_token=``)."""
+    fake = fake_bigpanda
+    fake.set_faults(FaultPlan(hang=True))
+    url = fake.alerts_url + "?access_token=query-secret-31d0"
+    client = await make_client(target_config(url, timeout="200ms"))
+    assert (await client.post("/kapacitor", data=ALERT)).status == 200
+    deadline = time.monotonic() + 10
+    while True:
+        body = await (await client.get("/-/ready")).json()
+        if not body["targets"]["bigpanda"]["up"]:
+            break
+        assert time.monotonic() < deadline, body
+        await asyncio.sleep(0.02)  # poll interval
+    assert body["targets"]["bigpanda"]["last_error"] == "no answer (timeout)"
+    assert "query-secret-31d0" not in json.dumps(body)
+    assert TOKEN not in json.dumps(body)
+    fake.set_faults(FaultPlan())
+
+
+@pytest.mark.parametrize(
+    ("accept", "content_type", "ending"),
+    [
+        ("", "text/plain; version=0.0.4", ""),
+        (
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+            "application/openmetrics-text; version=1.0.0",
+            "# EOF\n",
+        ),
+    ],
+    ids=["classic", "openmetrics"],
+)
+async def test_metrics_speak_openmetrics_when_asked(
+    client: Client, accept: str, content_type: str, ending: str
+) -> None:
+    """``/metrics`` answers the OpenMetrics format when the scraper's Accept asks for it (as
+    Prometheus does), the classic text format otherwise; both carry ``process_*``."""
+    resp = await client.get("/metrics", headers={"Accept": accept} if accept else {})
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith(content_type)
+    text = await resp.text()
+    assert text.endswith(ending)
+    assert "process_start_time_seconds" in text
 
 
 # --------------------------------------------------------------------------- sd_notify

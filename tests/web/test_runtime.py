@@ -23,6 +23,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from forwarder.obs.logs import Redactor
 from tests.conftest import (
     APP_KEY,
     TOKEN,
@@ -190,8 +191,23 @@ BAD_CHANGES = [
     (lambda t: t + "targets: [\n", "invalid YAML"),
     (lambda t: t.replace("env: 'one'", "env: '{{ oops'"), "template syntax error"),
     (lambda t: t.replace("path: queue.db", "path: other.db"), "queue.path"),
+    (
+        lambda t: t.replace("  path: queue.db\n  synchronous: normal\n", "").replace(
+            "queue:\n", "queue:\n  backend: postgres\n  dsn: postgresql://f:pw@db/q\n"
+        ),
+        "queue.backend: changing the queue backend needs a restart",
+    ),
+    # Jinja folds constants while compiling: this fails with ValueError, not a syntax error.
+    (lambda t: t.replace("env: 'one'", "env: '{{ (10 ** 100000) | string }}'"), "mapping"),
 ]
-BAD_IDS = ["unknown-key", "yaml-syntax", "template-syntax", "restart-only-key"]
+BAD_IDS = [
+    "unknown-key",
+    "yaml-syntax",
+    "template-syntax",
+    "restart-only-key",
+    "backend-switch",
+    "template-compile",
+]
 
 
 @pytest.mark.parametrize(("change", "logged"), BAD_CHANGES, ids=BAD_IDS)
@@ -330,6 +346,7 @@ async def test_post_reload_refuses_a_bad_config_with_400_json(
     body = await resp.json()
     assert body["error"].startswith("config not reloaded: ")
     assert error in body["error"]
+    assert "\n" not in body["error"]
     assert await gauge(client, "forwarder_config_last_reload_successful") == 0
     assert await gauge(client, "forwarder_config_hash") == old_hash
 
@@ -353,7 +370,8 @@ async def test_reload_that_adds_credentials_leaves_dry_run(
     await run.ingest(alert("while-dry"))
     dry = await run.log_until("dry_run_batch", 1)
     assert dry[0]["alerts"][0]["check"] == "while-dry"
-    assert (await run.log_until("delivered", 1))[0]["dry_run"] is True
+    logged = (await run.log_until("dry_run_logged", 1))[0]
+    assert (logged["alert_ids"], logged["kept"]) == (["while-dry"], False)
 
     run.rewrite(with_creds)
     run.hup()
@@ -361,6 +379,58 @@ async def test_reload_that_adds_credentials_leaves_dry_run(
     await run.ingest(alert("after-creds"))
     await fake.wait_for(delivered("after-creds"), timeout=10)
     assert "while-dry" not in fake.checks()  # logged in dry-run, never sent
-    sent = [e for e in await run.log_until("delivered", 2) if "dry_run" not in e]
+    sent = await run.log_until("delivered", 1)
     assert [e["alert_id"] for e in sent] == ["after-creds"]
+    assert run.daemon.terminate() == 0
+
+
+# --------------------------------------------------------------------------- new secrets
+
+NEW_TOKEN = "new-token-SECRET-4f7a9c"
+
+
+def with_misplaced_new_token(text: str) -> str:
+    """A new token, also pasted into app_key_in by mistake: the error would quote it."""
+    return text.replace(f"token: {TOKEN}", f"token: {NEW_TOKEN}").replace(
+        "    rate_limit:", f"    app_key_in: {NEW_TOKEN}\n    rate_limit:", 1
+    )
+
+
+async def test_post_reload_error_never_shows_the_new_token(
+    make_client: ClientFactory, tmp_path: Path, fake_bigpanda: FakeBigPanda
+) -> None:
+    """A refused reload masks the new file's token in its answer, and the redactor knows the
+    token from then on (it was registered before the file was validated)."""
+    redactor = Redactor()
+    client = await make_client(
+        config_with(fake_bigpanda.alerts_url, "one"), from_file=True, redactor=redactor
+    )
+    path = tmp_path / "forwarder.yaml"
+    path.write_text(with_misplaced_new_token(path.read_text()))
+    assert NEW_TOKEN in path.read_text()
+
+    resp = await client.post("/-/reload")
+    assert resp.status == 400
+    body = await resp.json()
+    assert body["error"] == (
+        "config not reloaded: targets.bigpanda.app_key_in: must be one of body, header, got '***'"
+    )
+    assert redactor.scrub(f"echo {NEW_TOKEN}") == "echo ***"
+    assert redactor.scrub(f"echo {TOKEN}") == "echo ***"  # the running config's, still in use
+
+
+async def test_sighup_error_log_never_shows_the_new_token(
+    run_daemon: Callable[[str], Awaitable[Running]], fake_bigpanda: FakeBigPanda
+) -> None:
+    """On SIGHUP with a file that quotes its new token in an error, the daemon's log never
+    contains the token, and the old config keeps running."""
+    run = await run_daemon(config_with(fake_bigpanda.alerts_url, "one"))
+    path = run.daemon.config_path
+    path.write_text(with_misplaced_new_token(path.read_text()))
+    run.hup()
+    failed = await run.log_until("config_reload_failed", 1)
+    assert "app_key_in: must be one of body, header, got '***'" in failed[0]["error"]
+    assert NEW_TOKEN not in run.daemon.log()
+    await run.ingest(alert("after-bad-reload"))
+    await fake_bigpanda.wait_for(delivered("after-bad-reload"), timeout=10)
     assert run.daemon.terminate() == 0

@@ -12,8 +12,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from forwarder import jsonio
-from forwarder.model import DeadLetter
+from forwarder.model import DEAD_LETTER_COLUMNS, DeadLetter
 from forwarder.queue.sqlite import schema
 
 if TYPE_CHECKING:
@@ -43,7 +42,7 @@ class SQLiteDeadLetters:
             queue.recount()
             return moved
 
-        moved = await queue.run(go)
+        moved = await queue.write(go, rows_changed=2 * len(ids) if ids is not None else 1000)
         queue.wake_all()
         return moved
 
@@ -52,53 +51,31 @@ class SQLiteDeadLetters:
     ) -> int:
         queue = self._queue
         now = queue.now()
-        return await queue.run(lambda: purge(queue.conn, ids=ids, older_than=older_than, now=now))
+        return await queue.write(
+            lambda: purge(queue.conn, ids=ids, older_than=older_than, now=now),
+            rows_changed=len(ids) if ids is not None else 1000,
+        )
 
 
-_COLUMNS = "id, target, reason, status, attempts, created, failed_at, payload, response, last_error"
-
-
-def _row(row: tuple[Any, ...]) -> DeadLetter:
-    try:
-        alert = jsonio.loads(row[7])
-    except ValueError:
-        alert = {}
-    if not isinstance(alert, dict):
-        alert = {}
-    check = alert.get("check")
-    return DeadLetter(
-        id=row[0],
-        target=row[1],
-        reason=row[2],
-        status=row[3],
-        attempts=row[4],
-        created=row[5],
-        failed_at=row[6],
-        check=check if isinstance(check, str) else "",
-        alert=alert,
-        response=row[8],
-        last_error=row[9],
-    )
+_SELECT = f"SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters"
 
 
 def list_dead_letters(conn: sqlite3.Connection, target: str | None, limit: int) -> list[DeadLetter]:
     """Newest first, optionally for one target."""
     if target is None:
-        cur = conn.execute(
-            f"SELECT {_COLUMNS} FROM dead_letters ORDER BY id DESC LIMIT ?", (limit,)
-        )
+        cur = conn.execute(_SELECT + " ORDER BY id DESC LIMIT ?", (limit,))
     else:
         cur = conn.execute(
-            f"SELECT {_COLUMNS} FROM dead_letters WHERE target=? ORDER BY id DESC LIMIT ?",
+            _SELECT + " WHERE target=? ORDER BY id DESC LIMIT ?",
             (target, limit),
         )
-    return [_row(r) for r in cur.fetchall()]
+    return [DeadLetter.from_row(r) for r in cur.fetchall()]
 
 
 def get_dead_letter(conn: sqlite3.Connection, dl_id: int) -> DeadLetter | None:
     """One dead letter by id, or ``None``."""
-    row = conn.execute(f"SELECT {_COLUMNS} FROM dead_letters WHERE id=?", (dl_id,)).fetchone()
-    return _row(row) if row else None
+    row = conn.execute(_SELECT + " WHERE id=?", (dl_id,)).fetchone()
+    return DeadLetter.from_row(row) if row else None
 
 
 def replay(

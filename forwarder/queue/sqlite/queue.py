@@ -4,92 +4,101 @@ All SQLite work runs on one dedicated thread that owns the connection, so the
 event loop never blocks on disk. Ingest requests that arrive while a commit is
 in progress are gathered and committed together in the next transaction
 (group commit): under load many requests share one fsync, and an idle
-forwarder still commits a lone alert at once.
+forwarder still commits a lone alert at once. The SQL itself is in
+:mod:`.rows`; the checks made before SQLite sees the file in :mod:`.files`;
+disk-space rules in :mod:`.space`.
 
 Work handed to a sender is *leased* until ``lease_until``; a daemon killed
 with ``kill -9`` leaves leases behind that simply expire, so every
 acknowledged, undelivered alert is sent again: at-least-once delivery.
 
-One daemon owns a queue file, as a lock file beside it guarantees. Holding that
-lock *proves* that leases found at start-up belong to a dead process, so the
-daemon releases them at once instead of waiting out ``queue.lease_timeout``:
-faster recovery, not an assumption (an admin connection, which takes no lock,
-never touches leases). Counts are kept in memory for the same reason, and
-recounted whenever rows written by another process (``forwarder dlq replay``)
-show up.
+One daemon owns a queue file, as a lock file beside it (holding the owner's
+PID) guarantees. Holding that lock *proves* that leases found at start-up
+belong to a dead process, so the daemon releases them at once instead of
+waiting out ``queue.lease_timeout``: faster recovery, not an assumption (an
+admin connection never touches leases, and if the release fails, on a full
+disk, the leases still expire). Counts are kept in memory for the same
+reason, and recounted whenever rows written by another process (``forwarder
+dlq replay``) show up.
+
+Delivery must drain a queue even on a full disk: every write of the sender's
+side that fails with SQLITE_FULL gives back the ballast file, checkpoints and
+tries once more. The queue checkpoints its WAL itself and marks each new WAL
+generation (:mod:`.writes`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import functools
-import os
 import sqlite3
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Final, ParamSpec, TypeVar
 
 from forwarder.clock import SYSTEM_CLOCK, Clock
 from forwarder.config import QueueConfig
 from forwarder.model import Entry, Outgoing
-from forwarder.queue.contract import Lease, QueueStats, TargetStats
-from forwarder.queue.errors import QueueFull, QueueLocked, QueueUnavailable
-from forwarder.queue.sqlite import schema
+from forwarder.obs.logs import get_logger
+from forwarder.queue.contract import Lease, QueueStats, TargetStats, settled_put
+from forwarder.queue.errors import QueueFull, QueueOpenError, QueueUnavailable
+from forwarder.queue.sqlite import files, rows, schema
+from forwarder.queue.sqlite.commit import GroupCommit, Pending
 from forwarder.queue.sqlite.deadletters import SQLiteDeadLetters, dead_letter_counts
+from forwarder.queue.sqlite.lockfile import LockFile, SoleSender
+from forwarder.queue.sqlite.space import BALLAST_BYTES, RESERVE_BYTES, Space
+from forwarder.queue.sqlite.writes import ROW_WAL_COST, Writes
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-
-@dataclass(slots=True)
-class _Pending:
-    """One ``put`` waiting for its group commit."""
-
-    items: Sequence[Outgoing]
-    size: int
-    fut: asyncio.Future[None]
+_SQLITE_CORRUPT: Final = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
 
 
-class SQLiteQueue:
+class SQLiteQueue(SoleSender):
     """The queue and dead-letter store on one SQLite file (:class:`~forwarder.queue.Queue`).
 
     ``clock`` stamps leases and retries; tests pass a fake one. ``admin``
     opens an existing file beside its running daemon, for the dead-letter
-    commands: no lock, no schema changes, no lease release.
+    commands: no lock, no schema changes, no lease release. ``reserve_bytes``
+    and ``ballast_bytes`` size the disk-space guards (:mod:`.space`).
     """
 
     def __init__(
-        self, cfg: QueueConfig, *, clock: Clock = SYSTEM_CLOCK, admin: bool = False
+        self,
+        cfg: QueueConfig,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        admin: bool = False,
+        reserve_bytes: int = RESERVE_BYTES,
+        ballast_bytes: int = BALLAST_BYTES,
     ) -> None:
+        super().__init__()
         self.cfg = cfg
         self.path = Path(cfg.path)
         self.admin = admin
         self._clock = clock.time
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
-        self._lock_fd: int | None = None
-        self._pending: list[_Pending] = []
-        self._committing = False
-        self._drained: asyncio.Future[None] | None = None
+        self._lock = LockFile(self.path)
+        self._group = GroupCommit(lambda: self._executor, self._insert, self._wake)
         # Accounting, written only on the queue thread (reads elsewhere are
         # advisory: a capacity check may be a commit late, never unsafe).
         self._count = 0
         self._bytes = 0
         self._per_target: dict[str, int] = defaultdict(int)
-        self._reserved_count = 0
-        self._reserved_bytes = 0
         # The highest queue row id the counters include. A row above it that this
         # process did not insert came from another one (``forwarder dlq replay``).
         self._counted_upto = 0
-        self._rows_per_insert = 0  # set from SQLite's variable limit at the first insert
+        self._rows_per_insert = 0  # from SQLite's variable limit, at the first insert
+        self._space = Space(self.path, reserve_bytes=reserve_bytes, ballast_bytes=ballast_bytes)
+        self._measuring = False
+        self._writes = Writes(lambda: self.conn, self._lock, self._space, admin=admin)
+        self._write_error: str | None = None
         self._new_work: dict[str, asyncio.Event] = {}
-        self.last_error: str | None = None
         self.is_open = False
         self.dead_letters = SQLiteDeadLetters(self)
 
@@ -98,66 +107,81 @@ class SQLiteQueue:
         """The file, for logs."""
         return str(self.path)
 
+    @property
+    def last_error(self) -> str | None:
+        """Why the last commit failed, or why the disk refuses new alerts (for readiness)."""
+        return self._write_error or self._space.refusal
+
     # ----------------------------------------------------------------- lifecycle
 
     async def open(self) -> None:
-        """Lock, open and recover the queue; release leases left by a dead owner."""
+        """Check, lock, open and recover the queue; release leases left by a dead owner.
+
+        Raises :class:`QueueOpenError` (one line: the file, the problem, the
+        fix) for a file that cannot be used as it is; nothing is repaired.
+        """
         if not self.admin:
-            self._lock()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        files.check_access(self.path, create=not self.admin)
+        owner = self._lock.acquire(admin=self.admin)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="queue")
         try:
-            await self._run(self._open_sync)
-        except BaseException:
+            await self.run(self._open_sync, owner)
+        except BaseException as exc:
             self._executor.shutdown(wait=True)
             self._executor = None
-            self._unlock()
+            self._lock.close()
+            if isinstance(exc, sqlite3.Error):
+                raise self._open_error(exc) from None
             raise
         self.is_open = True
 
-    def _open_sync(self) -> None:
-        self._conn = schema.connect(
-            self.path, synchronous=self.cfg.synchronous, create=not self.admin
-        )
-        if not self.admin:
-            # The lock proves these leases' owner is dead (see the module docstring).
-            self._conn.execute("UPDATE queue SET lease_until=0 WHERE lease_until>0")
-        self._recount_sync()
+    def _open_error(self, exc: sqlite3.Error) -> QueueOpenError:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _SQLITE_CORRUPT:
+            return files.damaged(self.path, str(exc))
+        return QueueOpenError(f"cannot open queue file {self.path}: {exc}")
+
+    def _open_sync(self, owner: bool) -> None:
+        main = files.read_main(self.path)
+        files.check_foreign_main(self.path, main)
+        if owner:  # no daemon has this file open: whatever WAL is there is replayed next
+            files.check_wal(self.path, main)
+        conn = self._conn = schema.connect(self.path, main, synchronous=self.cfg.synchronous)
+        try:
+            if not self.admin:
+                self._writes.measure(force=True)
+                self._best_effort("upgrade", lambda: schema.upgrade(conn))
+                self._writes.checkpoint()
+                # The lock proves these leases' owner is dead (see the module docstring).
+                self._best_effort("release_leases", lambda: rows.release(conn, None))
+            self.recount()
+        except BaseException:
+            self._conn = None
+            conn.close()
+            raise
+
+    def _best_effort(self, what: str, fn: Callable[[], None]) -> None:
+        """A start-up write that may wait for the next start (a full disk must not stop one)."""
+        try:
+            self._writes.write(fn)
+        except sqlite3.Error as exc:
+            get_logger().warning("queue_startup_write_failed", step=what, error=str(exc))
 
     async def close(self) -> None:
         """Commit what is pending, then close the file and release the lock."""
-        if self._committing or self._pending:
-            self._drained = asyncio.get_running_loop().create_future()
-            await self._drained
+        await self._group.drain()
         self.is_open = False
         if self._executor is not None:
             if self._conn is not None:
                 conn = self._conn
-                await self._run(conn.close)
+                await self.run(conn.close)
             self._executor.shutdown(wait=True)
             self._executor = None
         self._conn = None
-        self._unlock()
+        self._lock.close()
 
-    def _lock(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise QueueLocked(
-                f"queue {self.path} is in use by another forwarder (lock {self.path}.lock)"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
-
-    def _unlock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-
-    async def _run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    async def run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn`` on the queue thread, where :attr:`conn` may be used."""
         if self._executor is None:
             raise QueueUnavailable("queue is closed")
         loop = asyncio.get_running_loop()
@@ -169,6 +193,12 @@ class SQLiteQueue:
         assert threading.current_thread().name.startswith("queue"), "queue thread only"
         return self._conn
 
+    # ----------------------------------------------------------------- writes and the WAL
+
+    async def write(self, fn: Callable[[], R], *, rows_changed: int = 1) -> R:
+        """Run the write ``fn`` on the queue thread (see :mod:`.writes`); for the dead letters."""
+        return await self.run(self._writes.write, fn, rows_changed=rows_changed)
+
     # ----------------------------------------------------------------- ingest side
 
     def new_work(self, target: str) -> asyncio.Event:
@@ -178,138 +208,92 @@ class SQLiteQueue:
             ev = self._new_work[target] = asyncio.Event()
         return ev
 
-    def put(self, items: Sequence[Outgoing]) -> asyncio.Future[None]:
-        """Commit ``items`` durably; the returned future is done once they are on disk.
+    def put(
+        self, items: Sequence[Outgoing], refused: Sequence[tuple[Outgoing, str]] = ()
+    ) -> asyncio.Future[None]:
+        """Commit ``items``, and ``refused`` as dead letters, durably; the future is done on disk.
 
         The future fails with :class:`QueueFull` when the bounds would be
-        exceeded (nothing is evicted to make room) and with
-        :class:`QueueUnavailable` when the queue is closed or the disk refuses
-        the write. Either way nothing of ``items`` is queued.
+        exceeded (nothing is evicted to make room) or the disk is down to its
+        reserve, and with :class:`QueueUnavailable` when the queue is closed or
+        the disk refuses the write. Either way nothing of the put is stored.
 
         A plain function returning a future rather than a coroutine: ``await
         queue.put(items)`` reads the same, and the ingest hot path saves a
         coroutine frame on every suspension and resumption.
         """
+        settled = settled_put(self.is_open, items, refused)
+        if settled is not None:
+            return settled
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
-        if not self.is_open:
-            fut.set_exception(QueueUnavailable("queue is closed"))
-            return fut
-        if not items:
-            fut.set_result(None)
-            return fut
         size = 0
         for i in items:
             size += len(i.payload)
-        if (
-            self._count + self._reserved_count + len(items) > self.cfg.max_events
-            or self._bytes + self._reserved_bytes + size > self.cfg.max_bytes
-        ):
-            fut.set_exception(
-                QueueFull(
-                    f"queue full ({self._count} alerts, {self._bytes} bytes; limits "
-                    f"queue.max_events={self.cfg.max_events}, "
-                    f"queue.max_bytes={self.cfg.max_bytes})"
+        if items:
+            if (
+                self._count + self._group.reserved_count + len(items) > self.cfg.max_events
+                or self._bytes + self._group.reserved_bytes + size > self.cfg.max_bytes
+            ):
+                fut.set_exception(
+                    QueueFull(
+                        f"queue full ({self._count} alerts, {self._bytes} bytes; limits "
+                        f"queue.max_events={self.cfg.max_events}, "
+                        f"queue.max_bytes={self.cfg.max_bytes})"
+                    )
                 )
-            )
-            return fut
-        self._reserved_count += len(items)
-        self._reserved_bytes += size
-        # If the waiter goes away (client disconnect), the items are committed
-        # anyway: they are in the pending list already; only the waiting stops.
-        self._pending.append(_Pending(items, size, fut))
-        if not self._committing:
-            # Start at the end of this loop iteration, so every request whose
-            # body already arrived joins the same commit.
-            self._committing = True
-            loop.call_soon(self._start_commit, loop)
+                return fut
+            refusal = self._space.check(self._group.reserved_bytes + size)
+            if refusal is not None:
+                self._measure_soon()
+                fut.set_exception(QueueFull(refusal))
+                return fut
+        self._group.add(loop, Pending(items, refused, size, fut))
         return fut
 
-    def _start_commit(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Hand everything pending to the queue thread as one transaction."""
-        batch, self._pending = self._pending, []
-        executor = self._executor
-        if executor is None:  # closed under our feet: fail the waiters, commit nothing
-            self._committed(batch, QueueUnavailable("queue is closed"))
-            return
-        try:
-            # ``executor.submit`` plus one ``call_soon_threadsafe`` back, rather
-            # than ``run_in_executor`` and a flusher task: a group commit costs
-            # the event loop one callback, whatever the number of requests in it.
-            executor.submit(self._commit_on_thread, loop, batch)
-        except RuntimeError:  # the executor is shutting down
-            self._committed(batch, QueueUnavailable("queue is closed"))
-
-    def _commit_on_thread(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
-        error: BaseException | None = None
-        try:
-            self._insert_sync([i for p in batch for i in p.items])
-        except QueueUnavailable as exc:
-            error = exc
-        except BaseException as exc:
-            error = QueueUnavailable(f"queue commit failed: {exc!r}")
-        loop.call_soon_threadsafe(self._committed, batch, error)
-
-    def _committed(self, batch: list[_Pending], error: BaseException | None) -> None:
-        """On the event loop: answer the waiters of one group commit, start the next."""
-        targets: set[str] = set()
-        for p in batch:
-            self._reserved_count -= len(p.items)
-            self._reserved_bytes -= p.size
-            if error is None:
-                for i in p.items:
-                    targets.add(i.target)
-            if not p.fut.done():
-                if error is None:
-                    p.fut.set_result(None)
-                else:
-                    p.fut.set_exception(QueueUnavailable(str(error)))
+    def _wake(self, targets: set[str]) -> None:
         for target in targets:
             self.new_work(target).set()
-        if self._pending:
-            # Requests that arrived during this commit go in the next one.
-            loop = asyncio.get_running_loop()
-            loop.call_soon(self._start_commit, loop)
-            return
-        self._committing = False
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
 
-    def _insert_sync(self, items: Sequence[Outgoing]) -> None:
+    def _measure_soon(self) -> None:
+        """Measure the disk again on the queue thread (space may have come back)."""
+        if self._measuring or self._executor is None:
+            return
+        self._measuring = True
+
+        def measure() -> None:
+            try:
+                self._writes.measure()
+            finally:
+                self._measuring = False
+
+        with contextlib.suppress(RuntimeError):
+            self._executor.submit(measure)
+
+    def _insert(self, batch: Sequence[Pending]) -> None:
+        """On the queue thread: one group commit, then the counters."""
         conn = self.conn
-        per_statement = self._rows_per_insert
-        if not per_statement:
-            # Numbered parameters: 5 a row plus the shared time (see _insert_sql).
-            limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-            per_statement = self._rows_per_insert = max(1, min(500, (limit - 1) // 5))
-        now = self._clock()
-        # One multi-row INSERT per group commit rather than executemany: in
-        # autocommit mode a single statement is its own transaction, and
-        # sqlite3 releases and re-takes the GIL around every step, so one step
-        # instead of one per row keeps the event loop and this thread from
-        # handing the GIL back and forth (up to sys.getswitchinterval() each).
-        chunks = [items[i : i + per_statement] for i in range(0, len(items), per_statement)]
+        items = [i for p in batch for i in p.items]
+        refused = [r for p in batch if p.refused for r in p.refused]
+        size = sum(p.size for p in batch)
+        if not self._rows_per_insert:
+            self._rows_per_insert = rows.rows_per_insert(conn)
         try:
-            if len(chunks) > 1:
-                conn.execute("BEGIN IMMEDIATE")
-            for chunk in chunks:
-                params: list[Any] = [now]
-                for i in chunk:
-                    params += (i.target, i.app_key, i.identity, i.payload, i.timestamp)
-                cur = conn.execute(_insert_sql(len(chunk)), params)
-            if len(chunks) > 1:
-                conn.execute("COMMIT")
-            # AUTOINCREMENT ids inside one write transaction are consecutive.
-            last_id = int(cur.lastrowid or 0)
+            self._writes.marked(lambda: None)
+            last_id = rows.insert(conn, items, refused, self._clock(), self._rows_per_insert)
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-            self.last_error = f"queue write failed: {exc}"
-            raise QueueUnavailable(self.last_error) from None
-        self.last_error = None
+            self._write_error = f"queue write failed: {exc}"
+            raise QueueUnavailable(self._write_error) from None
+        self._write_error = None
+        self._space.committed(size)
+        self._writes.wrote(size + ROW_WAL_COST * len(refused))
+        if not items:
+            return
         if last_id - len(items) != self._counted_upto:
-            self._recount_sync()  # another process inserted rows since we last counted
+            self.recount()  # another process inserted rows since we last counted
             return
         self._counted_upto = last_id
         self._count += len(items)
@@ -322,91 +306,29 @@ class SQLiteQueue:
 
     async def lease(self, target: str, *, limit: int, lease_for: float) -> Lease:
         """Lease up to ``limit`` due alerts of one app key, oldest first (contract invariant 3)."""
-        return await self._run(self._lease_sync, target, limit, lease_for)
+        return await self.run(self._lease_sync, target, limit, lease_for)
 
     def _lease_sync(self, target: str, limit: int, lease_for: float) -> Lease:
         now = self._clock()
-        conn = self.conn
-        # Identities with a state leased or waiting for a retry, and the oldest
-        # such row of each: every later row of that identity must wait. The
-        # partial index holds only rows ever leased or attempted, so this
-        # reads the batches in flight, not the whole queue.
-        held: dict[tuple[str, str], int] = {}
-        for key, identity, first in conn.execute(
-            "SELECT app_key, identity, MIN(id) FROM queue"
-            " WHERE target=? AND (lease_until>0 OR attempts>0)"
-            " AND (lease_until>? OR next_attempt>?) GROUP BY app_key, identity",
-            (target, now, now),
-        ):
-            held[(key, identity)] = first
-        rows = conn.execute(
-            "SELECT id, app_key, identity, payload, ts, created, attempts, next_attempt"
-            " FROM queue WHERE target=? AND lease_until<=? ORDER BY id LIMIT ?",
-            (target, now, limit * 4),
-        ).fetchall()
-        if rows and max(r[0] for r in rows) > self._counted_upto:
-            self._recount_sync()  # rows another process inserted: count them before acking
-        chosen: list[Entry] = []
-        app_key: str | None = None
-        earliest: float | None = None
-        for rid, key, identity, payload, ts, created, attempts, next_attempt in rows:
-            ident = (key, identity)
-            first = held.get(ident)
-            if first is not None and first < rid:
-                continue
-            if next_attempt > now:
-                held[ident] = rid
-                earliest = next_attempt if earliest is None else min(earliest, next_attempt)
-                continue
-            if app_key is None:
-                app_key = key
-            elif key != app_key:
-                continue
-            chosen.append(Entry(rid, target, key, identity, payload, ts, created, attempts))
-            if len(chosen) >= limit:
-                break
-        if chosen:
-            ids = [e.id for e in chosen]
-            conn.execute(
-                f"UPDATE queue SET lease_until=? WHERE id IN ({','.join('?' * len(ids))})",
-                (now + lease_for, *ids),
-            )
+        chosen, earliest, top = self._writes.write(
+            lambda: rows.lease(self.conn, target, limit, lease_for, now), rows_changed=limit
+        )
+        if top > self._counted_upto:
+            self.recount()  # rows another process inserted: count them before acking
         return Lease(chosen, earliest)
 
     async def peek(self, target: str) -> tuple[int, float | None]:
         """How many unleased alerts ``target`` has, and the oldest one's ``created`` time."""
-        return await self._run(self._peek_sync, target)
-
-    def _peek_sync(self, target: str) -> tuple[int, float | None]:
-        now = self._clock()
-        count, oldest = self.conn.execute(
-            "SELECT COUNT(*), MIN(created) FROM (SELECT created FROM queue"
-            " WHERE target=? AND lease_until<=? AND next_attempt<=? ORDER BY id LIMIT 1000)",
-            (target, now, now),
-        ).fetchone()
-        return int(count), oldest
+        return await self.run(lambda: rows.peek(self.conn, target, self._clock()))
 
     async def ack(self, entries: Sequence[Entry]) -> None:
         """Delivered: delete them."""
-        await self._run(self._delete_sync, entries)
-
-    def _delete_sync(self, entries: Sequence[Entry]) -> None:
         ids = [e.id for e in entries]
-        with schema.transaction(self.conn):
-            deleted = self._delete_rows(ids)
-        self._account_removed(deleted)
+        await self.run(self._removed, lambda: rows.remove(self.conn, ids), len(ids))
 
-    def _delete_rows(self, ids: Sequence[int]) -> list[tuple[str, int]]:
-        out: list[tuple[str, int]] = []
-        for chunk in _chunks(ids, 500):
-            marks = ",".join("?" * len(chunk))
-            out += self.conn.execute(
-                f"DELETE FROM queue WHERE id IN ({marks}) RETURNING target, size", chunk
-            ).fetchall()
-        return out
-
-    def _account_removed(self, rows: Sequence[tuple[str, int]]) -> None:
-        for target, size in rows:
+    def _removed(self, remove: Callable[[], Sequence[tuple[str, int]]], n: int) -> None:
+        """On the queue thread: run the write ``remove`` and take its rows off the counters."""
+        for target, size in self._writes.write(remove, rows_changed=n):
             self._count -= 1
             self._bytes -= size
             self._per_target[target] -= 1
@@ -414,26 +336,12 @@ class SQLiteQueue:
     async def retry_later(self, entries: Sequence[Entry], *, at: float, error: str) -> None:
         """A retryable failure: count the attempt and make them due again at ``at``."""
         ids = [e.id for e in entries]
-        await self._run(self._retry_sync, ids, at, error)
-
-    def _retry_sync(self, ids: Sequence[int], at: float, error: str) -> None:
-        for chunk in _chunks(ids, 500):
-            self.conn.execute(
-                "UPDATE queue SET attempts=attempts+1, next_attempt=?, lease_until=0, last_error=?"
-                f" WHERE id IN ({','.join('?' * len(chunk))})",
-                (at, error[:1024], *chunk),
-            )
+        await self.write(lambda: rows.retry(self.conn, ids, at, error), rows_changed=len(ids))
 
     async def release(self, entries: Sequence[Entry]) -> None:
         """Give leases back unattempted (shutdown while waiting to send)."""
-        await self._run(self._release_sync, [e.id for e in entries])
-
-    def _release_sync(self, ids: Sequence[int]) -> None:
-        for chunk in _chunks(ids, 500):
-            self.conn.execute(
-                f"UPDATE queue SET lease_until=0 WHERE id IN ({','.join('?' * len(chunk))})",
-                chunk,
-            )
+        ids = [e.id for e in entries]
+        await self.write(lambda: rows.release(self.conn, ids), rows_changed=len(ids))
 
     async def dead_letter(
         self,
@@ -445,43 +353,15 @@ class SQLiteQueue:
         error: str | None,
     ) -> None:
         """Move them to the dead-letter store, in the same transaction as the delete."""
-        await self._run(self._dead_letter_sync, entries, reason, status, response, error)
-
-    def _dead_letter_sync(
-        self,
-        entries: Sequence[Entry],
-        reason: str,
-        status: int | None,
-        response: str | None,
-        error: str | None,
-    ) -> None:
         now = self._clock()
-        with schema.transaction(self.conn) as conn:
-            conn.executemany(
-                "INSERT INTO dead_letters (target, app_key, identity, payload, size, ts, created,"
-                " attempts, reason, status, response, last_error, failed_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        e.target,
-                        e.app_key,
-                        e.identity,
-                        e.payload,
-                        len(e.payload),
-                        e.timestamp,
-                        e.created,
-                        e.attempts + 1,
-                        reason,
-                        status,
-                        response,
-                        error,
-                        now,
-                    )
-                    for e in entries
-                ],
+
+        def move() -> list[tuple[str, int]]:
+            c = self.conn
+            return rows.dead_letter(
+                c, entries, reason=reason, status=status, response=response, error=error, now=now
             )
-            deleted = self._delete_rows([e.id for e in entries])
-        self._account_removed(deleted)
+
+        await self.run(self._removed, move, 2 * len(entries))
 
     # ----------------------------------------------------------------- inspection
 
@@ -491,22 +371,23 @@ class SQLiteQueue:
         Cheap at any queue size, because it runs on the thread that commits
         ingests: depths come from the counters (kept exact on every write, and
         recounted when rows from another process show up), and the oldest
-        alert of a target is its first row by id (``created`` grows with the
-        id; a replay gets a new id and a new ``created``), one index lookup.
+        alert of a target is its first row by id, one index lookup. A scrape
+        also measures the disk again, so a refusal for lack of space ends once
+        space comes back even while nothing is written.
         """
-        return await self._run(self._stats_sync)
+        return await self.run(self._stats_sync)
 
     def _stats_sync(self) -> QueueStats:
-        if self._highest_id() != self._counted_upto:
-            self._recount_sync()  # another process (``dlq replay``) added rows
+        conn = self.conn
+        if rows.highest_id(conn) != self._counted_upto:
+            self.recount()  # another process (``dlq replay``) added rows
+        if not self.admin:
+            self._writes.measure()
         now = self._clock()
-        dead = dead_letter_counts(self.conn)
+        dead = dead_letter_counts(conn)
         out: dict[str, TargetStats] = {}
         for target in {t for t, n in self._per_target.items() if n} | set(dead):
-            row = self.conn.execute(
-                "SELECT created FROM queue WHERE target=? ORDER BY id LIMIT 1", (target,)
-            ).fetchone()
-            first = row[0] if row else None
+            first = rows.oldest_created(conn, target)
             out[target] = TargetStats(
                 events=self._per_target.get(target, 0),
                 oldest_age=max(0.0, now - first) if first is not None else 0.0,
@@ -514,35 +395,10 @@ class SQLiteQueue:
             )
         return QueueStats(events=self._count, bytes=self._bytes, targets=out)
 
-    def _recount_sync(self) -> None:
-        """Re-read the counters from disk (another process may have replayed dead letters)."""
-        per_target: dict[str, int] = defaultdict(int)
-        total_bytes = 0
-        conn = self.conn
-        conn.execute("BEGIN")  # one snapshot for the counts and the id they reach
-        try:
-            for target, count, size in conn.execute(
-                "SELECT target, COUNT(*), COALESCE(SUM(size),0) FROM queue GROUP BY target"
-            ):
-                per_target[target] = count
-                total_bytes += size
-            self._counted_upto = self._highest_id()
-        finally:
-            conn.execute("COMMIT")
-        self._per_target = per_target
-        self._count = sum(per_target.values())
-        self._bytes = total_bytes
-
-    def _highest_id(self) -> int:
-        """The largest queue id ever handed out (AUTOINCREMENT's high-water mark)."""
-        row = self.conn.execute(
-            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name='queue'), 0)"
-        ).fetchone()
-        return int(row[0])
-
-    async def run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run ``fn`` on the queue thread, where :attr:`conn` may be used."""
-        return await self._run(fn, *args, **kwargs)
+    def recount(self) -> None:
+        """On the queue thread: re-read the counters (after a bulk change, or another process's)."""
+        self._per_target, self._bytes, self._counted_upto = rows.count(self.conn)
+        self._count = sum(self._per_target.values())
 
     def now(self) -> float:
         """The queue clock's Unix time."""
@@ -552,30 +408,3 @@ class SQLiteQueue:
         """Wake every sender: alerts may have become available (a replay)."""
         for ev in self._new_work.values():
             ev.set()
-
-    def recount(self) -> None:
-        """On the queue thread: re-read the counters after a bulk change."""
-        self._recount_sync()
-
-
-@functools.lru_cache(maxsize=500)
-def _insert_sql(n: int) -> str:
-    """``INSERT`` of ``n`` rows with numbered parameters.
-
-    ``?1`` is the commit time (``created`` and ``next_attempt`` of every row);
-    each row then takes five: target, app key, identity, payload and alert
-    timestamp, with ``size`` computed by SQLite from the payload. Fewer values
-    to bind is less work on the queue thread while it holds the GIL.
-    """
-    rows = []
-    for j in range(n):
-        b = 2 + 5 * j
-        rows.append(f"(?{b},?{b + 1},?{b + 2},?{b + 3},length(?{b + 3}),?{b + 4},?1,?1)")
-    return (
-        "INSERT INTO queue (target, app_key, identity, payload, size, ts, created, next_attempt)"
-        " VALUES " + ",".join(rows)
-    )
-
-
-def _chunks(ids: Sequence[int], size: int) -> list[Sequence[int]]:
-    return [ids[i : i + size] for i in range(0, len(ids), size)]

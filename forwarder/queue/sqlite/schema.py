@@ -1,7 +1,16 @@
 """The SQLite file behind the queue and the dead-letter store: schema and connections.
 
 The schema only ever grows by ``IF NOT EXISTS`` additions, so a file written
-by an earlier release opens as it is.
+by an earlier release opens as it is. A queue file is marked as one
+(``application_id``) and stamped (``user_version``); a file of release 0.1.0,
+which had neither, is adopted once its tables are found to be a queue's, and
+nothing is ever created over a non-empty file that is not a queue.
+:mod:`.files` checks the file and its WAL before SQLite opens it.
+
+The WAL is checkpointed by the queue itself (``wal_autocheckpoint=0``): each
+checkpoint is followed by :func:`mark`, which advances the stamp and writes
+nothing else, so every WAL generation begins with a mark; that is how
+:func:`.files.check_wal` recognises a WAL as this file's.
 
 One database holds both tables, so moving an alert between them is a single
 transaction. The file is opened in WAL mode; ``synchronous`` decides what an
@@ -22,6 +31,9 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
+
+from forwarder.queue.errors import QueueOpenError
+from forwarder.queue.sqlite.files import APPLICATION_ID, MainFile, damaged, new_stamp, next_stamp
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS queue (
@@ -63,6 +75,44 @@ CREATE INDEX IF NOT EXISTS dead_letters_target ON dead_letters (target, id);
 """
 
 
+# What a file must hold to be adopted as a queue (0.1.0's columns; later ones are added).
+_QUEUE_COLUMNS: Final = frozenset(
+    [
+        "id",
+        "target",
+        "app_key",
+        "identity",
+        "payload",
+        "size",
+        "ts",
+        "created",
+        "attempts",
+        "next_attempt",
+        "lease_until",
+        "last_error",
+    ]
+)
+_DEAD_LETTER_COLUMNS: Final = frozenset(
+    [
+        "id",
+        "target",
+        "app_key",
+        "identity",
+        "payload",
+        "size",
+        "ts",
+        "created",
+        "attempts",
+        "reason",
+        "status",
+        "response",
+        "last_error",
+        "failed_at",
+    ]
+)
+BUSY_TIMEOUT_MS: Final = 10_000
+
+
 @contextlib.contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any error.
@@ -80,25 +130,107 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
 
 
-def connect(path: Path, *, synchronous: str = "full", create: bool = True) -> sqlite3.Connection:
-    """Open the database with the pragmas the queue relies on.
+def is_full(exc: BaseException) -> bool:
+    """Whether SQLite refused a write because the disk (or ``max_page_count``) is full."""
+    return isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", 0) == 13
 
+
+def connect(path: Path, main: MainFile, *, synchronous: str = "full") -> sqlite3.Connection:
+    """Open a checked file (see :mod:`.files`) with the pragmas the queue relies on.
+
+    A new file is created marked; a marked one must hold the queue's tables; an
+    unmarked non-empty one (release 0.1.0) is first read through a read-only
+    connection, which never checkpoints, and refused unless it is a queue.
     ``isolation_level=None`` leaves transactions to explicit ``BEGIN``/``COMMIT``,
     so a group commit is exactly one transaction.
     """
-    if create:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    elif not path.exists():
-        raise FileNotFoundError(f"no queue database at {path}")
+    fresh = main.size == 0 and not Path(f"{path}-wal").exists()
+    if not fresh and main.application_id != APPLICATION_ID:
+        _probe_unmarked(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(
         str(path),
         isolation_level=None,
         check_same_thread=False,
-        timeout=10.0,
+        timeout=BUSY_TIMEOUT_MS / 1000,
         cached_statements=1024,  # multi-row INSERTs of every group size
     )
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
-    conn.execute("PRAGMA busy_timeout=10000")
-    conn.executescript(SCHEMA)
+    try:
+        if fresh:
+            # Made whole in rollback-journal mode, so the main file holds the marked
+            # schema before the first WAL generation begins.
+            upgrade(conn)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # the queue checkpoints, then marks
+        if not fresh:
+            _require_tables(conn, path)
+    except BaseException:
+        conn.close()
+        raise
     return conn
+
+
+def upgrade(conn: sqlite3.Connection) -> None:
+    """Create what is missing (all of it for a new file); mark and stamp an unmarked file.
+
+    A write only when something is missing, so it may fail on a full disk and
+    be tried again at the next start.
+    """
+    with transaction(conn):
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        if int(conn.execute("PRAGMA application_id").fetchone()[0]) != APPLICATION_ID:
+            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version={new_stamp()}")
+
+
+def mark(conn: sqlite3.Connection) -> None:
+    """Advance the stamp and write nothing else: the first commit of a WAL generation."""
+    with transaction(conn):
+        stamp = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        conn.execute(f"PRAGMA user_version={next_stamp(stamp)}")
+
+
+def checkpoint(conn: sqlite3.Connection) -> bool:
+    """Copy the WAL into the main file and let the next write start it over; True if complete.
+
+    ``RESTART`` rather than ``TRUNCATE``: the WAL file keeps its size and is
+    written over from its start, so a disk that fills meanwhile still has room
+    for the queue's next writes. It waits for no reader (busy timeout 0); an
+    incomplete checkpoint is simply tried again later.
+    """
+    conn.execute("PRAGMA busy_timeout=0")
+    try:
+        busy, log, done = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    return bool(busy == 0 and log == done)
+
+
+def _probe_unmarked(path: Path) -> None:
+    """Refuse an unmarked file that lacks the queue's tables, without writing to it."""
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    try:
+        probe = sqlite3.connect(uri, uri=True)
+    except sqlite3.Error as exc:
+        raise damaged(path, str(exc)) from None
+    try:
+        _require_tables(probe, path)
+    except sqlite3.Error as exc:
+        raise damaged(path, str(exc)) from None
+    finally:
+        probe.close()
+
+
+def _require_tables(conn: sqlite3.Connection, path: Path) -> None:
+    def columns(table: str) -> set[str]:
+        return {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+
+    if not (columns("queue") >= _QUEUE_COLUMNS and columns("dead_letters") >= _DEAD_LETTER_COLUMNS):
+        raise QueueOpenError(
+            f"queue file {path} is a SQLite database without the queue's tables: point"
+            " queue.path at another file; forwarder creates nothing over an existing database"
+        )

@@ -1,0 +1,409 @@
+"""The PostgreSQL backend of the queue: one database shared by every replica.
+
+Ingest requests that arrive while a commit is in flight are gathered and
+committed together by one call of ``forwarder.put_batch`` (group commit): a
+storm costs one round trip and one transaction per commit, not per request.
+The capacity check, the per-identity order and the counters are all kept by
+the server-side functions in :mod:`forwarder.queue.postgres.schema`, so they
+hold across replicas.
+
+Lease and retry deadlines are stamped with this process's clock, as with
+SQLite; replicas of one deployment therefore need synchronised clocks (NTP),
+and a skew of a few seconds only moves when an expired lease is taken over.
+
+When the database is unreachable, commits fail with
+:class:`~forwarder.queue.QueueUnavailable` (the ingest answers 503) and
+:attr:`PostgresQueue.last_error` says why (readiness answers 503); further
+attempts back off for up to two seconds, and the pool reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import asyncpg
+
+from forwarder.clock import SYSTEM_CLOCK, Clock
+from forwarder.config import QueueConfig
+from forwarder.model import Entry, Outgoing
+from forwarder.queue.contract import Lease, QueueStats, settled_put
+from forwarder.queue.errors import QueueFull, QueueOpenError, QueueUnavailable
+from forwarder.queue.postgres import schema
+from forwarder.queue.postgres.batch import Pending, no_reset, put_args
+from forwarder.queue.postgres.connect import (
+    connect_args,
+    describe,
+    is_connection_error,
+    is_fatal,
+    reason,
+)
+from forwarder.queue.postgres.deadletters import PostgresDeadLetters
+from forwarder.queue.postgres.session import Session, target_key
+from forwarder.queue.postgres.stats import STATS_SQL, stats_from_counters
+
+R = TypeVar("R")
+
+_PUT = "SELECT forwarder.put_batch(" + ",".join(f"${i}" for i in range(1, 19)) + ")"
+_LEASE = "SELECT * FROM forwarder.lease($1, $2, $3, $4, $5)"
+_REMOVE = "SELECT forwarder.remove($1::bigint[], $2, $3, $4, $5, $6)"
+_MAX_BACKOFF = 2.0
+
+
+class PostgresQueue:
+    """The queue and dead-letter store in a PostgreSQL database (:class:`~forwarder.queue.Queue`).
+
+    ``dsn`` is a ``postgresql://`` URI. ``admin`` opens an existing queue for
+    the dead-letter commands beside running replicas: no migration, no
+    session. Opening retries an unreachable server for ``open_timeout``
+    seconds, then fails with :class:`QueueOpenError`, as it does at once for
+    errors retrying cannot fix.
+    """
+
+    def __init__(
+        self,
+        cfg: QueueConfig,
+        *,
+        dsn: str,
+        clock: Clock = SYSTEM_CLOCK,
+        admin: bool = False,
+        open_timeout: float = 30.0,
+        pool_size: int = 10,
+        command_timeout: float = 10.0,
+    ) -> None:
+        self.cfg = cfg
+        self.admin = admin
+        self._dsn = dsn
+        self._clock = clock
+        self._open_timeout = open_timeout
+        self._pool_size = pool_size
+        self._command_timeout = command_timeout
+        self._pool: asyncpg.Pool[Any] | None = None
+        self._session: Session | None = None
+        self._pending: list[Pending] = []
+        self._committing = False
+        self._commit_task: asyncio.Task[None] | None = None
+        self._drained: asyncio.Future[None] | None = None
+        self._retry_at = 0.0  # monotonic: connection errors back off until then
+        self._backoff = 0.0
+        self._new_work: dict[str, asyncio.Event] = {}
+        # Backend pids of this replica's pooled connections. Only ever a few
+        # dozen: connections are replaced after failures only.
+        self._own_backends: set[int] = set()
+        self.last_error: str | None = None
+        self.is_open = False
+        self.dead_letters = PostgresDeadLetters(self)
+
+    @property
+    def description(self) -> str:
+        """``postgresql://user@host:port/db``, never the password."""
+        return describe(self._dsn)
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def _connect_args(self) -> dict[str, Any]:
+        return connect_args(self._dsn, self._open_timeout, self._command_timeout)
+
+    async def open(self) -> None:
+        """Connect (retrying a server that is not up yet), migrate the schema, start the session."""
+        # min_size=0: the pool connects on demand. With a floor, asyncpg would
+        # log a traceback for every failed attempt to restore it during an outage.
+        try:
+            pool = self._pool = await asyncpg.create_pool(
+                min_size=0,
+                max_size=self._pool_size,
+                reset=no_reset,
+                init=self._pooled,
+                **self._connect_args(),
+            )
+        except QueueOpenError:
+            raise
+        except Exception as exc:  # a DSN asyncpg cannot use
+            raise QueueOpenError(
+                f"cannot open the queue at {self.description}: {reason(exc, self._dsn)}"
+            ) from None
+        deadline = self._clock.monotonic() + self._open_timeout
+        backoff = 0.1
+        while True:
+            try:
+                async with pool.acquire() as conn:
+                    await schema.migrate(conn, admin=self.admin, where=self.description)
+                break
+            except QueueOpenError:
+                await self._close_pool()
+                raise
+            except Exception as exc:
+                if is_fatal(exc) or self._clock.monotonic() + backoff > deadline:
+                    await self._close_pool()
+                    raise QueueOpenError(
+                        f"cannot open the queue at {self.description}: {reason(exc, self._dsn)}"
+                    ) from None
+            except BaseException:
+                await self._close_pool()
+                raise
+            await self._clock.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF)
+        if not self.admin:
+            self._session = Session(
+                lambda: asyncpg.connect(**self._connect_args()),
+                dsn=self._dsn,
+                clock=self._clock,
+                on_notify=self._notified,
+                on_state=self._session_state,
+                wake_all=self.wake_all,
+            )
+            await self._session.start()
+        self.is_open = True
+
+    async def close(self) -> None:
+        """Commit what is pending, release the claims and close every connection."""
+        if self._committing or self._pending:
+            self._drained = asyncio.get_running_loop().create_future()
+            await self._drained
+        self.is_open = False
+        if self._session is not None:
+            await self._session.stop()
+            self._session = None
+        await self._close_pool()
+
+    async def _close_pool(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def _pooled(self, conn: Any) -> None:
+        """A new pooled connection: remember its backend, whose NOTIFYs are our own commits."""
+        self._own_backends.add(conn.get_server_pid())
+
+    def _notified(self, target: str, pid: int) -> None:
+        """Another replica committed work for ``target`` (our own commits set the event already)."""
+        if pid not in self._own_backends:
+            self.new_work(target).set()
+
+    def _session_state(self, error: str | None) -> None:
+        if error is not None:
+            self.last_error = error
+        elif self.last_error is not None and self._retry_at <= self._clock.monotonic():
+            self.last_error = None  # the database answers again
+
+    # ----------------------------------------------------------------- calls
+
+    async def call(self, fn: Callable[[asyncpg.pool.PoolConnectionProxy[Any]], Awaitable[R]]) -> R:
+        """Run ``fn`` on a pooled connection; failures become :class:`QueueUnavailable`."""
+        pool = self._pool
+        if pool is None:
+            raise QueueUnavailable("queue is closed")
+        if self._clock.monotonic() < self._retry_at:
+            raise QueueUnavailable(self.last_error or "queue database unavailable")
+        try:
+            async with pool.acquire(timeout=self._command_timeout) as conn:
+                result = await fn(conn)
+        except Exception as exc:
+            if is_connection_error(exc):
+                await pool.expire_connections()  # a failover: reconnect every one
+            raise self._failed(exc) from None
+        # The database answered: readiness recovers with the first success.
+        self._backoff = 0.0
+        self.last_error = None
+        return result
+
+    def _failed(self, exc: BaseException) -> QueueUnavailable:
+        """Record a failed call: back off if the connection failed, and say why."""
+        if is_connection_error(exc):
+            self._backoff = min(max(self._backoff * 2, 0.05), _MAX_BACKOFF)
+            self._retry_at = self._clock.monotonic() + self._backoff
+        self.last_error = f"queue database error: {reason(exc, self._dsn)}"
+        return QueueUnavailable(self.last_error)
+
+    # ----------------------------------------------------------------- ingest side
+
+    def new_work(self, target: str) -> asyncio.Event:
+        """An event set whenever alerts for ``target`` may have become available."""
+        ev = self._new_work.get(target)
+        if ev is None:
+            ev = self._new_work[target] = asyncio.Event()
+        return ev
+
+    def wake_all(self) -> None:
+        """Wake every sender (a replay, a reconnect that may have missed notifications)."""
+        for ev in self._new_work.values():
+            ev.set()
+
+    def put(
+        self, items: Sequence[Outgoing], refused: Sequence[tuple[Outgoing, str]] = ()
+    ) -> asyncio.Future[None]:
+        """Commit ``items`` (and dead-letter ``refused``) durably, all or none.
+
+        The future fails with :class:`QueueFull` when the deployment-wide
+        bounds would be exceeded, and with :class:`QueueUnavailable` when the
+        database cannot commit. A plain function returning a future, as the
+        SQLite backend's, so the ingest hot path saves a coroutine frame.
+        """
+        settled = settled_put(self.is_open, items, refused)
+        if settled is not None:
+            return settled
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        size = 0
+        for i in items:
+            size += len(i.payload)
+        self._pending.append(Pending(items, refused, size, fut))
+        if not self._committing:
+            # At the end of this loop iteration, so every request whose body
+            # has arrived joins the same commit.
+            self._committing = True
+            loop.call_soon(self._start_commit)
+        return fut
+
+    def _start_commit(self) -> None:
+        batch, self._pending = self._pending, []
+        # Kept: the event loop holds only a weak reference to a task.
+        self._commit_task = asyncio.get_running_loop().create_task(self._commit(batch))
+
+    async def _commit(self, batch: list[Pending]) -> None:
+        args = put_args(batch, self._clock.time(), self.cfg.max_events, self.cfg.max_bytes)
+        try:
+            ok = await self.call(lambda conn: conn.fetchval(_PUT, *args))
+        except QueueUnavailable as exc:
+            for p in batch:
+                if not p.fut.done():
+                    p.fut.set_exception(QueueUnavailable(str(exc)))
+        else:
+            targets: set[str] = set()
+            for p, accepted in zip(batch, ok, strict=True):
+                if accepted:
+                    targets.update(i.target for i in p.items)
+                if p.fut.done():
+                    continue  # the client went away; the alerts are committed all the same
+                if accepted:
+                    p.fut.set_result(None)
+                else:
+                    p.fut.set_exception(
+                        QueueFull(
+                            "queue full (limits queue.max_events="
+                            f"{self.cfg.max_events}, queue.max_bytes={self.cfg.max_bytes})"
+                        )
+                    )
+            for target in targets:
+                self.new_work(target).set()
+        if self._pending:
+            asyncio.get_running_loop().call_soon(self._start_commit)
+            return
+        self._committing = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    # ----------------------------------------------------------------- sender side
+
+    async def lease(self, target: str, *, limit: int, lease_for: float) -> Lease:
+        """Lease up to ``limit`` due alerts of one app key, oldest first (contract invariant 3)."""
+        now = self._clock.time()
+        rows = await self.call(
+            lambda c: c.fetch(_LEASE, target, target_key(target), limit, now, now + lease_for)
+        )
+        entries: list[Entry] = []
+        next_due: float | None = None
+        for r in rows:
+            if r[0] is None:
+                next_due = r[7]
+            else:
+                entries.append(Entry(r[0], target, r[1], r[2], r[3], r[4], r[5], r[6]))
+        return Lease(entries, next_due)
+
+    async def peek(self, target: str) -> tuple[int, float | None]:
+        """How many due, unleased alerts ``target`` has (up to 1000), and the oldest's time."""
+        now = self._clock.time()
+        row = await self.call(
+            lambda c: c.fetchrow(
+                "SELECT count(*), min(created) FROM (SELECT created FROM forwarder.queue"
+                " WHERE target=$1 AND lease_until<=$2 AND next_attempt<=$2"
+                " ORDER BY id LIMIT 1000) s",
+                target,
+                now,
+            )
+        )
+        assert row is not None
+        return int(row[0]), row[1]
+
+    async def ack(self, entries: Sequence[Entry]) -> None:
+        """Delivered: delete them."""
+        ids = [e.id for e in entries]
+        now = self._clock.time()
+        await self.call(lambda c: c.fetchval(_REMOVE, ids, None, None, None, None, now))
+
+    async def retry_later(self, entries: Sequence[Entry], *, at: float, error: str) -> None:
+        """A retryable failure: count the attempt, end the lease, due again at ``at``."""
+        ids = [e.id for e in entries]
+        await self.call(
+            lambda c: c.execute(
+                "UPDATE forwarder.queue SET attempts=attempts+1, next_attempt=$2, lease_until=0,"
+                " last_error=$3 WHERE id = ANY($1::bigint[])",
+                ids,
+                at,
+                error[:1024],
+            )
+        )
+
+    async def release(self, entries: Sequence[Entry]) -> None:
+        """Give leases back unattempted."""
+        ids = [e.id for e in entries]
+        await self.call(
+            lambda c: c.execute(
+                "UPDATE forwarder.queue SET lease_until=0 WHERE id = ANY($1::bigint[])", ids
+            )
+        )
+
+    async def dead_letter(
+        self,
+        entries: Sequence[Entry],
+        *,
+        reason: str,
+        status: int | None,
+        response: str | None,
+        error: str | None,
+    ) -> None:
+        """Move them to the dead-letter store with ``reason``, in one transaction."""
+        ids = [e.id for e in entries]
+        now = self._clock.time()
+        await self.call(lambda c: c.fetchval(_REMOVE, ids, reason, status, response, error, now))
+
+    # ----------------------------------------------------------------- sender claims
+
+    async def claim_target(self, target: str) -> bool:
+        """Become the one replica that sends for ``target``, if no live replica is.
+
+        A session-level advisory lock on the replica's own connection: it is
+        released by :meth:`release_target`, by :meth:`close`, or by
+        PostgreSQL when the session dies, so another replica takes over.
+        """
+        return self._session is not None and await self._session.claim(target)
+
+    def holds_target(self, target: str) -> bool:
+        """Whether this replica currently holds the sender claim of ``target``."""
+        return self._session is not None and self._session.holds(target)
+
+    async def release_target(self, target: str) -> None:
+        """Let another replica send for ``target``."""
+        if self._session is not None:
+            await self._session.release(target)
+
+    @property
+    def claimed_targets(self) -> frozenset[str]:
+        """The targets this replica sends for now (for the metrics gauge)."""
+        return self._session.claims if self._session is not None else frozenset()
+
+    # ----------------------------------------------------------------- inspection
+
+    async def stats(self) -> QueueStats:
+        """Depth, bytes, oldest age and dead letters per target, from the counter rows.
+
+        One round trip reading a few rows per target, plus one index probe for
+        the oldest alert of each target that has any: cheap at any depth.
+        """
+        rows = await self.call(lambda c: c.fetch(STATS_SQL))
+        return stats_from_counters(rows, self._clock.time())
+
+    def now(self) -> float:
+        """The queue clock's Unix time."""
+        return self._clock.time()

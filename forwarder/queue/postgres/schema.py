@@ -1,0 +1,367 @@
+"""The PostgreSQL schema of the queue: tables, server-side functions and their migrations.
+
+Everything lives in the ``forwarder`` schema of the configured database.
+Migrations run at start-up inside one transaction that holds an advisory
+lock, so replicas starting together apply them once; ``schema_version``
+records how far they went, and a database migrated by a newer release is
+refused rather than written with an older idea of the tables.
+
+The hot operations are PL/pgSQL functions, so each is one round trip and one
+transaction however many alerts it moves:
+
+* ``put_batch``: a group commit. It locks the ``in`` totals row first, which
+  serialises puts across replicas: the capacity check sees every other
+  replica's commits, and queue ids grow in commit order (oldest first is
+  commit order). Refused alerts of an accepted put go to the dead letters in
+  the same transaction.
+* ``lease``: takes a transaction advisory lock per target, then (a fresh
+  snapshot per statement, READ COMMITTED) picks due rows with ``FOR UPDATE
+  SKIP LOCKED``, skipping identities whose older state is leased or waiting
+  for a retry, and taking one state per identity per batch. Two replicas
+  leasing one target thus never race each other into handing out two
+  states of one identity.
+* ``remove``: deletes delivered rows, or moves them to the dead letters.
+
+Counts live in ``counters`` rows (``in`` and ``out`` grow forever, depth is
+their difference; ``dead`` counts dead letters), so a metrics scrape reads a
+handful of rows. ``in`` rows are written only by puts and replays, ``out``
+rows only by removals: ingest and acknowledgements never wait on each other.
+Every function takes its counter rows in (kind, target) order, so they cannot
+deadlock.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from forwarder.queue.errors import QueueMissing, QueueOpenError
+
+SCHEMA: Final = "forwarder"
+CHANNEL: Final = "forwarder_work"
+"""NOTIFY channel; the payload is the target that has new work."""
+
+# Advisory lock namespaces (the first key of pg_advisory_*lock(int, int)).
+LOCK_MIGRATE: Final = 0x46574430  # "FWD0": schema migration, key 0
+LOCK_LEASE: Final = 0x46574431  # "FWD1": leasing one target, key = target_key()
+LOCK_SENDER: Final = 0x46574432  # "FWD2": the replica that sends for a target
+
+_V1: Final = """
+CREATE SCHEMA IF NOT EXISTS forwarder;
+
+CREATE TABLE forwarder.queue (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    target       text             NOT NULL,
+    app_key      text             NOT NULL,
+    identity     text             NOT NULL,
+    payload      bytea            NOT NULL,
+    size         integer          NOT NULL,
+    ts           bigint           NOT NULL,
+    created      double precision NOT NULL,
+    attempts     integer          NOT NULL DEFAULT 0,
+    next_attempt double precision NOT NULL DEFAULT 0,
+    lease_until  double precision NOT NULL DEFAULT 0,
+    last_error   text
+);
+CREATE INDEX queue_target ON forwarder.queue (target, id);
+-- Rows ever leased or attempted: what holds back newer states of an identity.
+CREATE INDEX queue_held ON forwarder.queue (target, id)
+    WHERE lease_until > 0 OR attempts > 0;
+
+CREATE TABLE forwarder.dead_letters (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    target      text             NOT NULL,
+    app_key     text             NOT NULL,
+    identity    text             NOT NULL,
+    payload     bytea            NOT NULL,
+    size        integer          NOT NULL,
+    ts          bigint           NOT NULL,
+    created     double precision NOT NULL,
+    attempts    integer          NOT NULL,
+    reason      text             NOT NULL,
+    status      integer,
+    response    text,
+    last_error  text,
+    failed_at   double precision NOT NULL
+);
+CREATE INDEX dead_letters_target ON forwarder.dead_letters (target, id);
+CREATE INDEX dead_letters_failed ON forwarder.dead_letters (failed_at);
+
+CREATE TABLE forwarder.counters (
+    kind    text   NOT NULL CHECK (kind IN ('in', 'out', 'dead')),
+    target  text   NOT NULL,  -- '' is the total over every target
+    events  bigint NOT NULL DEFAULT 0,
+    bytes   bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (kind, target)
+);
+INSERT INTO forwarder.counters (kind, target) VALUES ('in', ''), ('out', ''), ('dead', '');
+
+-- Adds per-target deltas to counters of one kind, total row first, targets in order.
+CREATE FUNCTION forwarder.count(p_kind text, p_targets text[], p_events bigint[], p_bytes bigint[])
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(array_length(p_targets, 1), 0) = 0 THEN
+        RETURN;
+    END IF;
+    UPDATE forwarder.counters
+       SET events = events + (SELECT sum(e) FROM unnest(p_events) e),
+           bytes = bytes + (SELECT sum(b) FROM unnest(p_bytes) b)
+     WHERE kind = p_kind AND target = '';
+    INSERT INTO forwarder.counters AS c (kind, target, events, bytes)
+    SELECT p_kind, u.t, u.e, u.b FROM unnest(p_targets, p_events, p_bytes) AS u(t, e, b)
+     ORDER BY u.t
+    ON CONFLICT (kind, target) DO UPDATE
+       SET events = c.events + excluded.events, bytes = c.bytes + excluded.bytes;
+END $$;
+
+-- One group commit: rows of several puts; a put whose rows do not fit is refused whole.
+CREATE FUNCTION forwarder.put_batch(
+    p_target text[], p_app_key text[], p_identity text[], p_payload bytea[], p_ts bigint[],
+    p_put int[],
+    p_put_events bigint[], p_put_bytes bigint[],
+    d_target text[], d_app_key text[], d_identity text[], d_payload bytea[], d_ts bigint[],
+    d_reason text[], d_put int[],
+    p_now double precision, p_max_events bigint, p_max_bytes bigint
+) RETURNS boolean[] LANGUAGE plpgsql AS $$
+DECLARE
+    used_events bigint;
+    used_bytes bigint;
+    out_events bigint;
+    out_bytes bigint;
+    ok boolean[] := '{}';
+    any_ok boolean := false;
+    i int;
+    tg text[]; ev bigint[]; bs bigint[];
+BEGIN
+    SELECT events, bytes INTO used_events, used_bytes
+      FROM forwarder.counters WHERE kind = 'in' AND target = '' FOR UPDATE;
+    SELECT events, bytes INTO out_events, out_bytes
+      FROM forwarder.counters WHERE kind = 'out' AND target = '';
+    -- "out" read without a lock can only lag: the check errs on the safe side.
+    used_events := used_events - out_events;
+    used_bytes := used_bytes - out_bytes;
+    FOR i IN 1 .. coalesce(array_length(p_put_events, 1), 0) LOOP
+        IF used_events + p_put_events[i] <= p_max_events
+           AND used_bytes + p_put_bytes[i] <= p_max_bytes THEN
+            ok := ok || true;
+            any_ok := true;
+            used_events := used_events + p_put_events[i];
+            used_bytes := used_bytes + p_put_bytes[i];
+        ELSE
+            ok := ok || false;
+        END IF;
+    END LOOP;
+    IF NOT any_ok THEN
+        RETURN ok;
+    END IF;
+    INSERT INTO forwarder.queue (target, app_key, identity, payload, size, ts, created,
+                                 next_attempt)
+    SELECT u.t, u.k, u.i, u.p, length(u.p), u.ts, p_now, p_now
+      FROM unnest(p_target, p_app_key, p_identity, p_payload, p_ts, p_put)
+           WITH ORDINALITY AS u(t, k, i, p, ts, put, ord)
+     WHERE ok[u.put]
+     ORDER BY u.ord;
+    SELECT array_agg(s.t ORDER BY s.t), array_agg(s.n ORDER BY s.t), array_agg(s.b ORDER BY s.t)
+      INTO tg, ev, bs
+      FROM (SELECT u.t, count(*) AS n, sum(length(u.p)) AS b
+              FROM unnest(p_target, p_payload, p_put) AS u(t, p, put)
+             WHERE ok[u.put] GROUP BY u.t) s;
+    PERFORM forwarder.count('in', tg, ev, bs);
+    PERFORM pg_notify('forwarder_work', t) FROM unnest(tg) t;
+    IF coalesce(array_length(d_target, 1), 0) > 0 THEN
+        INSERT INTO forwarder.dead_letters (target, app_key, identity, payload, size, ts, created,
+                                            attempts, reason, failed_at)
+        SELECT u.t, u.k, u.i, u.p, length(u.p), u.ts, p_now, 0, u.r, p_now
+          FROM unnest(d_target, d_app_key, d_identity, d_payload, d_ts, d_reason, d_put)
+               WITH ORDINALITY AS u(t, k, i, p, ts, r, put, ord)
+         WHERE ok[u.put]
+         ORDER BY u.ord;
+        SELECT array_agg(s.t ORDER BY s.t), array_agg(s.n ORDER BY s.t),
+               array_agg(s.b ORDER BY s.t)
+          INTO tg, ev, bs
+          FROM (SELECT u.t, count(*) AS n, sum(length(u.p)) AS b
+                  FROM unnest(d_target, d_payload, d_put) AS u(t, p, put)
+                 WHERE ok[u.put] GROUP BY u.t) s;
+        PERFORM forwarder.count('dead', tg, ev, bs);
+    END IF;
+    RETURN ok;
+END $$;
+
+-- Lease up to p_limit due rows of one target and one app key, oldest first,
+-- never a newer state of an identity whose older state is leased or waiting.
+-- A row with id NULL carries only next_due: when a waiting retry becomes due.
+CREATE FUNCTION forwarder.lease(
+    p_target text, p_lock int, p_limit int, p_now double precision, p_until double precision
+) RETURNS TABLE (
+    id bigint, app_key text, identity text, payload bytea, ts bigint,
+    created double precision, attempts integer, next_due double precision
+) LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(1180124209, p_lock);
+    RETURN QUERY
+    WITH cand AS (
+        SELECT q.id, q.app_key, q.identity, q.next_attempt
+          FROM forwarder.queue q
+         WHERE q.target = p_target AND q.lease_until <= p_now
+         ORDER BY q.id
+         LIMIT p_limit * 4
+           FOR UPDATE SKIP LOCKED
+    ), held AS (
+        SELECT h.app_key, h.identity, min(h.id) AS first
+          FROM forwarder.queue h
+         WHERE h.target = p_target AND (h.lease_until > 0 OR h.attempts > 0)
+           AND (h.lease_until > p_now OR h.next_attempt > p_now)
+         GROUP BY h.app_key, h.identity
+    ), ready AS (
+        -- One state per identity: the oldest. A batch sent again after a lost
+        -- ack then never brings an older state after a newer one.
+        SELECT DISTINCT ON (c.app_key, c.identity) c.id, c.app_key
+          FROM cand c LEFT JOIN held h ON h.app_key = c.app_key AND h.identity = c.identity
+         WHERE c.next_attempt <= p_now AND (h.first IS NULL OR h.first > c.id)
+         ORDER BY c.app_key, c.identity, c.id
+    ), chosen AS (
+        SELECT r.id FROM ready r
+         WHERE r.app_key = (SELECT r2.app_key FROM ready r2 ORDER BY r2.id LIMIT 1)
+         ORDER BY r.id
+         LIMIT p_limit
+    )
+    UPDATE forwarder.queue q SET lease_until = p_until
+      FROM chosen WHERE q.id = chosen.id
+    RETURNING q.id, q.app_key, q.identity, q.payload, q.ts, q.created, q.attempts,
+              NULL::double precision;
+    RETURN QUERY
+    SELECT NULL::bigint, NULL::text, NULL::text, NULL::bytea, NULL::bigint,
+           NULL::double precision, NULL::integer, min(q.next_attempt)
+      FROM forwarder.queue q
+     WHERE q.target = p_target AND q.attempts > 0 AND q.lease_until <= p_now
+       AND q.next_attempt > p_now
+    HAVING min(q.next_attempt) IS NOT NULL;
+END $$;
+
+-- Delivered (p_reason NULL) or dead-lettered: the rows leave the queue in one transaction.
+CREATE FUNCTION forwarder.remove(
+    p_ids bigint[], p_reason text, p_status int, p_response text, p_error text,
+    p_now double precision
+) RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+    tg text[]; ev bigint[]; bs bigint[];
+    n int;
+BEGIN
+    WITH d AS (
+        DELETE FROM forwarder.queue WHERE id = ANY(p_ids)
+        RETURNING id, target, app_key, identity, payload, size, ts, created, attempts
+    ), dl AS (
+        INSERT INTO forwarder.dead_letters (target, app_key, identity, payload, size, ts, created,
+                                            attempts, reason, status, response, last_error,
+                                            failed_at)
+        SELECT d.target, d.app_key, d.identity, d.payload, d.size, d.ts, d.created,
+               d.attempts + 1, p_reason, p_status, p_response, p_error, p_now
+          FROM d WHERE p_reason IS NOT NULL ORDER BY d.id
+    )
+    SELECT array_agg(s.t ORDER BY s.t), array_agg(s.n ORDER BY s.t), array_agg(s.b ORDER BY s.t),
+           coalesce(sum(s.n), 0)
+      INTO tg, ev, bs, n
+      FROM (SELECT d.target AS t, count(*) AS n, sum(d.size) AS b FROM d GROUP BY d.target) s;
+    PERFORM forwarder.count('out', tg, ev, bs);
+    IF p_reason IS NOT NULL THEN
+        PERFORM forwarder.count('dead', tg, ev, bs);
+    END IF;
+    RETURN n;
+END $$;
+
+-- Dead letters back into the queue, afresh: no attempts, due now.
+CREATE FUNCTION forwarder.replay(p_ids bigint[], p_target text, p_now double precision)
+RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+    tg text[]; ev bigint[]; bs bigint[]; neg bigint[]; nb bigint[];
+    n int;
+BEGIN
+    -- The "in" lock first, as puts take it: ids stay in commit order.
+    PERFORM 1 FROM forwarder.counters WHERE kind = 'in' AND target = '' FOR UPDATE;
+    WITH d AS (
+        DELETE FROM forwarder.dead_letters
+         WHERE (p_ids IS NULL OR id = ANY(p_ids)) AND (p_target IS NULL OR target = p_target)
+        RETURNING id, target, app_key, identity, payload, size, ts
+    ), ins AS (
+        INSERT INTO forwarder.queue (target, app_key, identity, payload, size, ts, created,
+                                     next_attempt)
+        SELECT d.target, d.app_key, d.identity, d.payload, d.size, d.ts, p_now, p_now
+          FROM d ORDER BY d.id
+    )
+    SELECT array_agg(s.t ORDER BY s.t), array_agg(s.n ORDER BY s.t), array_agg(s.b ORDER BY s.t),
+           array_agg(-s.n ORDER BY s.t), array_agg(-s.b ORDER BY s.t), coalesce(sum(s.n), 0)
+      INTO tg, ev, bs, neg, nb, n
+      FROM (SELECT d.target AS t, count(*) AS n, sum(d.size) AS b FROM d GROUP BY d.target) s;
+    PERFORM forwarder.count('in', tg, ev, bs);
+    PERFORM forwarder.count('dead', tg, neg, nb);
+    PERFORM pg_notify('forwarder_work', t) FROM unnest(tg) t;
+    RETURN n;
+END $$;
+
+-- Delete dead letters by id, or those that failed before p_before.
+CREATE FUNCTION forwarder.purge(p_ids bigint[], p_before double precision)
+RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+    tg text[]; neg bigint[]; nb bigint[];
+    n int;
+BEGIN
+    WITH d AS (
+        DELETE FROM forwarder.dead_letters
+         WHERE (p_ids IS NOT NULL AND id = ANY(p_ids))
+            OR (p_ids IS NULL AND failed_at < p_before)
+        RETURNING target, size
+    )
+    SELECT array_agg(s.t ORDER BY s.t), array_agg(-s.n ORDER BY s.t),
+           array_agg(-s.b ORDER BY s.t), coalesce(sum(s.n), 0)
+      INTO tg, neg, nb, n
+      FROM (SELECT d.target AS t, count(*) AS n, sum(d.size) AS b FROM d GROUP BY d.target) s;
+    PERFORM forwarder.count('dead', tg, neg, nb);
+    RETURN n;
+END $$;
+
+-- What `forwarder queue migrate` has imported from each SQLite file: ids up to
+-- `upto` are in, so a second run (or one after a crash) adds nothing twice.
+CREATE TABLE forwarder.imports (
+    source  text   NOT NULL,
+    kind    text   NOT NULL CHECK (kind IN ('queue', 'dead_letters')),
+    upto    bigint NOT NULL,
+    PRIMARY KEY (source, kind)
+);
+
+CREATE TABLE forwarder.schema_version (version integer NOT NULL);
+INSERT INTO forwarder.schema_version VALUES (0);
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1,)
+"""``MIGRATIONS[n]`` takes a database from version ``n`` to ``n + 1``."""
+
+VERSION: Final = len(MIGRATIONS)
+"""The schema version this release writes."""
+
+
+async def migrate(conn: Any, *, admin: bool, where: str) -> None:
+    """Bring the schema to :data:`VERSION` under an advisory lock (or check it, ``admin``).
+
+    One transaction holds ``pg_advisory_xact_lock``, so replicas starting at
+    once apply each migration exactly once; DDL is transactional, so a failed
+    migration leaves the previous version intact.
+    """
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1, 0)", LOCK_MIGRATE)
+        exists = await conn.fetchval("SELECT to_regclass('forwarder.schema_version') IS NOT NULL")
+        version = int(await conn.fetchval("SELECT version FROM forwarder.schema_version")) if (
+            exists
+        ) else 0  # fmt: skip
+        if version > VERSION:
+            raise QueueOpenError(
+                f"the queue schema at {where} is version {version}, newer than this forwarder"
+                f" understands ({VERSION}); upgrade forwarder"
+            )
+        if version == VERSION:
+            return
+        if admin:
+            raise QueueMissing(
+                f"no forwarder queue in {where}: forwarder run creates it when it first starts"
+            )
+        for step in range(version, VERSION):
+            await conn.execute(MIGRATIONS[step])
+            await conn.execute("UPDATE forwarder.schema_version SET version = $1", step + 1)
