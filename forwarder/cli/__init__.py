@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from forwarder import __version__
 from forwarder.cli.check import cmd_check_config
-from forwarder.cli.common import EXIT_ERROR, EXIT_OK, err
+from forwarder.cli.common import EXIT_ERROR, EXIT_OK, dead_letter_id, err, listing_limit
 from forwarder.cli.dlq import cmd_dlq
 from forwarder.cli.init import cmd_init
 from forwarder.cli.queue import add_queue_parser
@@ -160,7 +160,9 @@ def _add_dlq(sub: SubParsers, common: argparse.ArgumentParser) -> None:
         " age and check.",
     )
     dl.add_argument("--target", help="only this target's dead letters")
-    dl.add_argument("--limit", type=int, default=100, help="at most this many (default: 100)")
+    dl.add_argument(
+        "--limit", type=listing_limit, default=100, help="at most this many (default: 100)"
+    )
     dl.add_argument("--json", action="store_true", help="a JSON array instead of a table")
     ds = dsub.add_parser(
         "show",
@@ -168,7 +170,7 @@ def _add_dlq(sub: SubParsers, common: argparse.ArgumentParser) -> None:
         help="one dead letter in full",
         description="Show one dead letter with its alert and BigPanda's answer (secrets masked).",
     )
-    ds.add_argument("id", type=int, help="the dead letter's id, as `dlq list` shows it")
+    ds.add_argument("id", type=dead_letter_id, help="the dead letter's id, as `dlq list` shows it")
     dr = dsub.add_parser(
         "replay",
         parents=[common],
@@ -176,7 +178,9 @@ def _add_dlq(sub: SubParsers, common: argparse.ArgumentParser) -> None:
         description="Put dead letters back in the queue; a running forwarder sends them within"
         " a second.",
     )
-    dr.add_argument("ids", type=int, nargs="*", metavar="ID", help="dead letters to replay")
+    dr.add_argument(
+        "ids", type=dead_letter_id, nargs="*", metavar="ID", help="dead letters to replay"
+    )
     dr.add_argument("--all", action="store_true", help="replay every dead letter")
     dr.add_argument("--target", help="only this target's dead letters")
     dp = dsub.add_parser(
@@ -185,7 +189,9 @@ def _add_dlq(sub: SubParsers, common: argparse.ArgumentParser) -> None:
         help="delete dead letters",
         description="Delete dead letters for good, by id or by age.",
     )
-    dp.add_argument("ids", type=int, nargs="*", metavar="ID", help="dead letters to delete")
+    dp.add_argument(
+        "ids", type=dead_letter_id, nargs="*", metavar="ID", help="dead letters to delete"
+    )
     dp.add_argument(
         "--older-than",
         metavar="DURATION",

@@ -39,3 +39,21 @@ def err(message: str) -> None:
     """``forwarder: error: message`` on stderr, always one line."""
     text = " ".join(message.split("\n")).replace("\r", " ")
     print(f"forwarder: error: {text}", file=sys.stderr)
+
+
+# Dead-letter ids are 64-bit signed integers in both backends.
+_MAX_ID = 2**63 - 1
+
+
+def dead_letter_id(text: str) -> int:
+    """An argparse type: a dead letter's id (ASCII digits, at most 2**63 - 1)."""
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= _MAX_ID:
+        raise argparse.ArgumentTypeError(f"not a dead-letter id: {text[:40]!r}")
+    return int(text)
+
+
+def listing_limit(text: str) -> int:
+    """An argparse type: how many to list, 1 to 10,000."""
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text[:6]) <= 10_000:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 10000: {text[:40]!r}")
+    return int(text)

@@ -18,7 +18,7 @@ from forwarder.cli.queue_open import QUEUE_OPEN_ERRORS, open_failure
 from forwarder.cli.render import pretty
 from forwarder.config import QueueConfig, load_config
 from forwarder.obs.logs import Redactor
-from forwarder.queue import DeadLetters, create_queue
+from forwarder.queue import DeadLetters, QueueUnavailable, create_queue
 from forwarder.timeparse import parse_duration
 
 
@@ -43,6 +43,9 @@ async def _run(args: argparse.Namespace, cfg: QueueConfig, redactor: Redactor) -
         return EXIT_ERROR
     try:
         return await _DLQ[args.dlq_command](queue.dead_letters, args, redactor)
+    except QueueUnavailable as exc:  # the database went away mid-command
+        err(redactor.cut(str(exc), 300))
+        return EXIT_ERROR
     finally:
         await queue.close()
 

@@ -58,7 +58,10 @@ def dsn_passwords(dsn: str) -> tuple[str, ...]:
         return ()
     found: list[str] = []
     if "://" in dsn:
-        parts = urlsplit(dsn)
+        try:
+            parts = urlsplit(dsn)
+        except ValueError:  # e.g. an unclosed [IPv6 address: the loader refuses the DSN
+            return tuple(re.findall(r"://[^:/@]*:([^@/]*)@", dsn))
         userinfo = parts.netloc.rpartition("@")[0]
         if ":" in userinfo:
             found.append(userinfo.partition(":")[2])

@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from forwarder.config.convert import (
     Section,
@@ -227,6 +228,10 @@ def _check_dsn(dsn: str, key: str) -> None:
     if sep:
         if scheme not in ("postgresql", "postgres"):
             raise ConfigError(key, f"must be a postgresql:// URL, got a {scheme}:// one")
+        try:
+            urlsplit(dsn).port  # noqa: B018  (parsing is the check: host brackets, port)
+        except ValueError as exc:
+            raise ConfigError(key, f"is not a valid URL ({exc})") from None
     elif "=" not in dsn:
         raise ConfigError(
             key, "must be a postgresql:// URL or libpq key=value words (host=… dbname=…)"

@@ -15,7 +15,7 @@ from forwarder.delivery.transport import HTTPTransport, LogTransport, Transport
 from forwarder.obs.logs import get_logger
 from forwarder.obs.metrics import Metrics
 from forwarder.obs.replica import replica_id
-from forwarder.queue import Queue
+from forwarder.queue import Queue, QueueUnavailable
 
 
 class Deliverer:
@@ -78,7 +78,10 @@ class Deliverer:
             self.senders[name] = sender
             sender.start()
         self._log.info("senders_started", replica=self.replica, targets=sorted(self.senders))
-        stats = await self.queue.stats()
+        try:
+            stats = await self.queue.stats()
+        except QueueUnavailable:  # only a hint; the senders run already, and retry by themselves
+            return
         for name in sorted(set(stats.targets) - set(config.targets)):
             count = stats.targets[name].events
             if count:

@@ -147,7 +147,7 @@ def parse_duration_ns(value: Any, where: str) -> int:
     """A duration in nanoseconds within int64."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ParseError(f"{where}: must be a number of nanoseconds, got {kind(value)}")
-    if value != value or abs(value) > 2**63:  # NaN or beyond int64
+    if value != value or not -(2**63) <= value <= 2**63 - 1:  # NaN or beyond int64
         raise ParseError(f"{where}: out of range")
     return int(value)
 

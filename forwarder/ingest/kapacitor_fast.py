@@ -47,7 +47,7 @@ def alert_fast(body: dict[str, Any], task: str | None) -> Event | None:
     ):
         return None
     duration = get("duration", 0)
-    if type(duration) is not int or not -_MAX_NS <= duration <= _MAX_NS:
+    if type(duration) is not int or not -_MAX_NS <= duration < _MAX_NS:
         return None
     previous_raw = get("previousLevel")
     previous: Level | None = None

@@ -196,10 +196,33 @@ class _Inflater:
         self._wbits = 31 if coding == "gzip" else 15  # gzip header / zlib header
         self._zlib = zlib.decompressobj(self._wbits)
         self._started = False  # whether any input was accepted yet
+        self._head = b""  # deflate: the first bytes, until the format is known
         self.finished = False
 
     def step(self, data: bytes, out: bytearray) -> bytes:
         """Inflate at most :data:`INFLATE_STEP` bytes of ``data`` into ``out``; the input left."""
+        if self.coding == "deflate" and not self._started:
+            # "deflate" is zlib-wrapped (RFC 9110 §8.4.1.2), but senders also send raw
+            # deflate: two bytes tell them apart (RFC 1950 §2.2: CM 8, FCHECK), so wait
+            # for two, however the body was split.
+            data = self._head + data
+            if len(data) < 2:
+                self._head = data
+                return b""
+            self._head = b""
+            self._started = True
+            if not (data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0):
+                self._wbits = -15
+                self._zlib = zlib.decompressobj(self._wbits)
+            else:
+                try:  # a raw stream can start like a zlib header by chance (1 in ~500)
+                    return self._decompress(data, out)
+                except HTTPError:
+                    self._wbits = -15
+                    self._zlib = zlib.decompressobj(self._wbits)
+        return self._decompress(data, out)
+
+    def _decompress(self, data: bytes, out: bytearray) -> bytes:
         z = self._zlib
         if z.eof:
             # Bytes after the end of a stream: another gzip member, or garbage.
@@ -210,10 +233,6 @@ class _Inflater:
         try:
             piece = z.decompress(data, INFLATE_STEP)
         except zlib.error as exc:
-            if self.coding == "deflate" and not self._started and self._wbits > 0:
-                self._wbits = -15  # no zlib header: try a raw deflate stream
-                self._zlib = zlib.decompressobj(self._wbits)
-                return data
             raise _bad_coding(self.coding, str(exc)) from None
         self._started = True
         out += piece

@@ -168,7 +168,8 @@ def _accounted(metrics: Metrics, source: str, processed: Work, started: float) -
     if processed.truncations:
         metrics.attribute_truncations.inc(processed.truncations)
         _log.info("attributes_truncated", count=processed.truncations, source=source)
-    metrics.ingest.record(source, len(processed.events), time.perf_counter() - started)
+    # Alerts queued: the refused ones are counted in forwarder_alerts_refused_total.
+    metrics.ingest.record(source, len(processed.items), time.perf_counter() - started)
     if processed.events and debug_enabled():  # one event per request, ids included
         targets = sorted({i.target for i in processed.items})
         _log.debug(

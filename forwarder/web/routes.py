@@ -20,6 +20,7 @@ def setup_routes(app: web.Application) -> None:
     # often end in one.
     app.router.add_post("/kapacitor/", ingest.ingest_kapacitor)
     app.router.add_post("/kapacitor/{task}", ingest.ingest_kapacitor)
+    app.router.add_post("/kapacitor/{task}/", ingest.ingest_kapacitor)
     app.router.add_post("/influxdb", ingest.ingest_influxdb)
     app.router.add_post("/influxdb/", ingest.ingest_influxdb)
     app.router.add_get("/-/healthy", json_errors(probes.healthy))

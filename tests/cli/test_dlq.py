@@ -42,3 +42,24 @@ def test_missing_queue_says_the_daemon_never_ran(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1, result.stderr
     assert not (tmp_path / "queue.db").exists()
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        pytest.param(["show", "9223372036854775808"], id="id-past-64-bits"),
+        pytest.param(["show", "\u00b2"], id="id-not-ascii"),
+        pytest.param(["replay", "1", "99999999999999999999"], id="replay-id-past-64-bits"),
+        pytest.param(["purge", "-3"], id="purge-negative-id"),
+        pytest.param(["list", "--limit", "9" * 5000], id="limit-5000-digits"),
+        pytest.param(["list", "--limit", "0"], id="limit-zero"),
+    ],
+)
+def test_ids_and_limits_out_of_range_are_usage_errors(tmp_path: Path, action: list[str]) -> None:
+    """Ids the stores cannot hold and absurd limits: exit 2 naming the argument, no traceback."""
+    config = tmp_path / "forwarder.yaml"
+    config.write_text(CONFIG)
+    result = dlq(config, *action)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "error: argument" in result.stderr

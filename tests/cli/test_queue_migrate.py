@@ -138,6 +138,30 @@ def test_a_second_run_moves_nothing_and_a_resumed_run_nothing_twice(
     assert pg_rows(postgres_dsn, "SELECT count(*) FROM forwarder.dead_letters") == [(1,)]
 
 
+def test_another_file_at_the_same_path_is_moved_not_taken_for_the_first(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """A queue file made anew at a path already migrated (another host's, or a new queue) has
+    low ids too: its alerts are moved, never deleted as if imported before."""
+    path = tmp_path / "queue.db"
+    fill(path, FakeClock())
+    assert migrate("--from", f"sqlite:{path}", "--to", postgres_dsn).returncode == 0
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+    async def second_host() -> None:
+        q = SQLiteQueue(QueueConfig(path=path, synchronous="normal"))
+        await q.open()
+        await q.put([alert("x-1"), alert("y-1"), alert("z-1")])
+        await q.close()
+
+    asyncio.run(second_host())
+    done = migrate("--from", f"sqlite:{path}", "--to", postgres_dsn)
+    assert done.returncode == 0, done.stderr
+    assert "moved 3 queued alerts and 0 dead letters" in done.stdout
+    assert pg_rows(postgres_dsn, "SELECT count(*) FROM forwarder.queue") == [(4 + 3,)]
+
+
 def test_a_file_in_use_by_a_daemon_is_refused(tmp_path: Path, postgres_dsn: str) -> None:
     """While a daemon owns the file, the command refuses and moves nothing."""
     path = tmp_path / "queue.db"

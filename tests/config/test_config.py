@@ -83,6 +83,7 @@ BAD_CONFIGS = {
     " postgres",
     "queue_postgres_without_dsn.yaml": "queue.dsn: is empty (from ${FORWARDER_FIXTURE_UNSET_DSN});"
     " it is required with queue.backend postgres",
+    "queue_dsn_not_a_url.yaml": "queue.dsn: is not a valid URL (Invalid IPv6 URL)",
     "queue_dsn_not_postgres.yaml": "queue.dsn: must be a postgresql:// URL, got a mysql:// one",
     "token_and_token_file.yaml": "targets.bigpanda.token_file: set either token or token_file",
     "token_file_unreadable.yaml": "targets.bigpanda.token_file: cannot read "

@@ -159,7 +159,9 @@ def test_retry_after_date_in_the_past_means_now() -> None:
     assert parse_retry_after(header, now=now) == 0.0
 
 
-@pytest.mark.parametrize("header", [None, "", "soon", "-1", "1.5", "Thu, 99 Foo 2024"])
+@pytest.mark.parametrize(
+    "header", [None, "", "soon", "-1", "1.5", "Thu, 99 Foo 2024", "\u00b2", "\u0663"]
+)
 def test_unusable_retry_after_is_ignored(header: str | None) -> None:
     """A missing or malformed ``Retry-After`` yields None, so the backoff alone decides."""
     assert parse_retry_after(header) is None

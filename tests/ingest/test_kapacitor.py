@@ -519,6 +519,8 @@ BAD_ALERTS: list[Any] = [
     pytest.param(alert(message=["a"]), "message: must be a string, got a list", id="list-msg"),
     pytest.param(alert(details={}), "details: must be a string, got an object", id="obj-details"),
     pytest.param(alert(duration="5s"), "duration: must be a number of nanoseconds", id="dur"),
+    # Go's time.Duration is an int64: 2**63 ns does not exist.
+    pytest.param(alert(duration=2**63), "duration: out of range", id="dur-past-int64"),
     pytest.param(alert(previousLevel="BAD"), "previousLevel: unknown level", id="prev-level"),
     pytest.param(alert(recoverable="yes"), "recoverable: must be true or false", id="recov"),
     pytest.param(alert(data=[]), "data: must be an object, got a list", id="data-list"),

@@ -284,6 +284,7 @@ def test_float_fields_are_written_as_go_writes_them(value: float, text: str) -> 
     [
         "123456789012345678901234567890",
         "-18446744073709551617",
+        "-9223372036854775809",  # one below int64, and only 19 digits
         "18446744073709551616",
         "18446744073709551615",
         "9223372036854775807",

@@ -323,6 +323,42 @@ def test_refusals_suggest_a_retry_after() -> None:
 # --------------------------------------------------------------------------- dead letters
 
 
+async def test_nul_characters_in_identities_and_answers_are_stored(
+    open_queue: QueueFactory, clock: FakeClock
+) -> None:
+    """JSON can carry U+0000 (an alert id, an upstream answer): such an alert commits, with the
+    others of its group, and its retries and dead letters are recorded like any other."""
+    q = await open_queue()
+    await asyncio.gather(q.put([item("evil", identity="E\x00vil")]), q.put([item("fine")]))
+    assert (await q.stats()).events == 2
+    entries = sorted((await lease(q)).entries, key=lambda e: e.check)  # "E…vil" before "fine"
+    await q.retry_later(entries[:1], at=clock.time(), error="HTTP 503 \x00 echoed")
+    await q.dead_letter(
+        entries[1:], reason="clientError", status=400, response="a\x00b", error=None
+    )
+    (dead,) = await q.dead_letters.list()
+    assert dead.check == "fine"
+    assert (dead.response or "").startswith("a")
+    again = (await lease(q)).entries
+    assert [(e.check[0], e.attempts) for e in again] == [("E", 1)]
+
+
+async def test_a_late_dead_letter_of_an_alert_delivered_meanwhile_adds_nothing(
+    open_queue: QueueFactory, clock: FakeClock
+) -> None:
+    """A sender whose lease expired dead-letters its batch after another sender delivered it:
+    nothing is dead-lettered, so a replay cannot send the alert again."""
+    q = await open_queue()
+    await q.put([item("a")])
+    late = (await lease(q, lease_for=5)).entries
+    clock.advance(10)
+    again = (await lease(q)).entries
+    await q.ack(again)
+    await q.dead_letter(late, reason="clientError", status=400, response=None, error=None)
+    assert await q.dead_letters.list() == []
+    assert (await q.stats()).events == 0
+
+
 async def test_dead_letter_moves_alerts_with_their_reason(
     open_queue: QueueFactory, backend: Backend, clock: FakeClock
 ) -> None:

@@ -179,6 +179,28 @@ async def test_an_identity_in_flight_on_one_replica_holds_back_the_others(
     assert checks((await lease(b)).entries) == ["x2"]
 
 
+async def test_a_state_its_old_holder_is_settling_still_holds_back_newer_ones(
+    replicas: list[PostgresQueue], postgres_dsn: str, clock: FakeClock
+) -> None:
+    """x1's lease expired and its old holder is writing its retry (the row is locked) while
+    another replica leases: x2 must not be handed out past the row it could not lock."""
+    a, b, _ = replicas
+    await a.put([item("x1", identity="X"), item("x2", identity="X"), item("y1", identity="Y")])
+    (x1, y1) = sorted((await lease(a, lease_for=5)).entries, key=lambda e: e.check)
+    await a.ack([y1])
+    clock.advance(10)  # x1's lease has expired; its holder is late, settling it now
+    settling = await asyncpg.connect(postgres_dsn)
+    try:
+        tx = settling.transaction()
+        await tx.start()
+        await settling.execute("SELECT 1 FROM forwarder.queue WHERE id = $1 FOR UPDATE", x1.id)
+        assert checks((await lease(b)).entries) == []
+        await tx.rollback()
+    finally:
+        await settling.close()
+    assert checks((await lease(b)).entries) == ["x1"]
+
+
 async def test_concurrent_leases_across_replicas_keep_identity_order(
     replicas: list[PostgresQueue],
 ) -> None:

@@ -260,3 +260,19 @@ async def test_a_body_that_never_completes_gets_408_and_the_connection_closes(
     assert "did not arrive within 0.3 s" in json.loads(body)["error"]
     resp = await client.get("/-/healthy")
     assert resp.status == 200
+
+
+@pytest.mark.parametrize("encode", [zlib.compress, raw_deflate], ids=["zlib", "raw"])
+@pytest.mark.parametrize("first", [1, 2, 5])
+async def test_deflate_is_recognised_however_the_body_is_split(
+    encode: Callable[[bytes], bytes], first: int
+) -> None:
+    """zlib-wrapped or raw deflate is told apart by its first two bytes, even when the
+    first piece of the body to arrive holds only one of them."""
+    data = encode(ALERT)
+
+    async def pieces() -> AsyncIterator[bytes]:
+        yield data[:first]
+        yield data[first:]
+
+    assert await _inflate(pieces(), "deflate", 1 << 20) == ALERT

@@ -541,6 +541,16 @@ async def test_a_trailing_slash_is_the_same_endpoint(
     assert resp.status == 405
 
 
+async def test_a_trailing_slash_after_the_task_names_the_task(
+    delivering_client: Client, fake_bigpanda: FakeBigPanda
+) -> None:
+    """``POST /kapacitor/cpu_alert/`` is task ``cpu_alert``, as without the slash."""
+    status, body = await post(delivering_client, "/kapacitor/cpu_alert/", CRITICAL)
+    assert (status, body) == (200, {"accepted": 1})
+    await fake_bigpanda.wait_for(lambda f: len(f.received) == 1, timeout=10)
+    assert str(fake_bigpanda.received[0].alert["task"]).startswith("cpu_alert:")
+
+
 # --------------------------------------------------------------------------- rejection logs
 
 
@@ -649,6 +659,9 @@ async def test_alert_bigpanda_would_refuse_is_dead_lettered_and_the_rest_accepte
     with structlog.testing.capture_logs() as logs:
         status, answer = await post(client, "/kapacitor/cpu_alert", body)
     assert (status, answer) == (200, {"accepted": 1, "dead_lettered": 1})
+    received = {"source": "kapacitor"}
+    # Received counts what was queued; the refused one is counted below, not twice.
+    assert registry.get_sample_value("forwarder_events_received_total", received) == 1.0
     labels = {"target": "bigpanda", "reason": "no_primary_property"}
     assert registry.get_sample_value("forwarder_alerts_refused_total", labels) == 1.0
     [line] = [entry for entry in logs if entry["event"] == "alert_refused"]

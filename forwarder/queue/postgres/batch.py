@@ -25,6 +25,17 @@ class Pending:
     fut: asyncio.Future[None]
 
 
+def pg_text(text: str) -> str:
+    """``text`` as a PostgreSQL text value can hold it: NUL (which JSON can carry as
+    ``\\u0000``, in an alert id or an upstream answer) becomes U+FFFD.
+
+    PostgreSQL refuses NUL in text, and one such value would fail the whole
+    group commit it is in. The replacement is the same every time, so the
+    states of one identity still compare equal.
+    """
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 def put_args(batch: Sequence[Pending], now: float, max_events: int, max_bytes: int) -> list[Any]:
     """The 18 arguments of ``forwarder.put_batch`` for one group commit: arrays, one row each."""
     t: list[str] = []
@@ -46,7 +57,7 @@ def put_args(batch: Sequence[Pending], now: float, max_events: int, max_bytes: i
         for i in p.items:
             t.append(i.target)
             k.append(i.app_key)
-            ident.append(i.identity)
+            ident.append(pg_text(i.identity))
             pay.append(i.payload)
             ts.append(i.timestamp)
             put.append(n)
@@ -55,7 +66,7 @@ def put_args(batch: Sequence[Pending], now: float, max_events: int, max_bytes: i
         for o, why in p.refused:
             dt.append(o.target)
             dk.append(o.app_key)
-            di.append(o.identity)
+            di.append(pg_text(o.identity))
             dp.append(o.payload)
             dts.append(o.timestamp)
             dr.append(why)

@@ -31,7 +31,7 @@ from forwarder.model import Entry, Outgoing
 from forwarder.queue.contract import Lease, QueueStats, settled_put
 from forwarder.queue.errors import QueueFull, QueueOpenError, QueueUnavailable
 from forwarder.queue.postgres import schema
-from forwarder.queue.postgres.batch import Pending, no_reset, put_args
+from forwarder.queue.postgres.batch import Pending, no_reset, pg_text, put_args
 from forwarder.queue.postgres.connect import (
     connect_args,
     describe,
@@ -341,7 +341,7 @@ class PostgresQueue:
                 " last_error=$3 WHERE id = ANY($1::bigint[])",
                 ids,
                 at,
-                error[:1024],
+                pg_text(error[:1024]),
             )
         )
 
@@ -366,6 +366,7 @@ class PostgresQueue:
         """Move them to the dead-letter store with ``reason``, in one transaction."""
         ids = [e.id for e in entries]
         now = self._clock.time()
+        response, error = (None if t is None else pg_text(t) for t in (response, error))
         await self.call(lambda c: c.fetchval(_REMOVE, ids, reason, status, response, error, now))
 
     # ----------------------------------------------------------------- sender claims

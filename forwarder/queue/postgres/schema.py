@@ -16,7 +16,8 @@ transaction however many alerts it moves:
   the same transaction.
 * ``lease``: takes a transaction advisory lock per target, then (a fresh
   snapshot per statement, READ COMMITTED) picks due rows with ``FOR UPDATE
-  SKIP LOCKED``, skipping identities whose older state is leased or waiting
+  SKIP LOCKED`` (a row it skips is one its old holder is settling, and its
+  identity waits), skipping identities whose older state is leased or waiting
   for a retry, and taking one state per identity per batch. Two replicas
   leasing one target thus never race each other into handing out two
   states of one identity.
@@ -208,16 +209,26 @@ BEGIN
     ), held AS (
         SELECT h.app_key, h.identity, min(h.id) AS first
           FROM forwarder.queue h
-         WHERE h.target = p_target AND (h.lease_until > 0 OR h.attempts > 0)
-           AND (h.lease_until > p_now OR h.next_attempt > p_now)
+         WHERE h.target = p_target AND (
+                 ((h.lease_until > 0 OR h.attempts > 0)
+                  AND (h.lease_until > p_now OR h.next_attempt > p_now))
+                 -- A row SKIP LOCKED passed over: its old holder is settling it (an
+                 -- expired lease being retried or acknowledged). Its identity waits
+                 -- too, or a newer state would overtake it.
+              OR (h.lease_until <= p_now AND h.id < (SELECT max(c.id) FROM cand c)
+                  AND NOT EXISTS (SELECT 1 FROM cand c WHERE c.id = h.id)))
          GROUP BY h.app_key, h.identity
-    ), ready AS (
+    ), oldest AS (
         -- One state per identity: the oldest. A batch sent again after a lost
-        -- ack then never brings an older state after a newer one.
-        SELECT DISTINCT ON (c.app_key, c.identity) c.id, c.app_key
-          FROM cand c LEFT JOIN held h ON h.app_key = c.app_key AND h.identity = c.identity
-         WHERE c.next_attempt <= p_now AND (h.first IS NULL OR h.first > c.id)
+        -- ack then never brings an older state after a newer one; and if the
+        -- oldest is waiting for its retry, the identity waits whole.
+        SELECT DISTINCT ON (c.app_key, c.identity) c.id, c.app_key, c.identity, c.next_attempt
+          FROM cand c
          ORDER BY c.app_key, c.identity, c.id
+    ), ready AS (
+        SELECT o.id, o.app_key
+          FROM oldest o LEFT JOIN held h ON h.app_key = o.app_key AND h.identity = o.identity
+         WHERE o.next_attempt <= p_now AND (h.first IS NULL OR h.first > o.id)
     ), chosen AS (
         SELECT r.id FROM ready r
          WHERE r.app_key = (SELECT r2.app_key FROM ready r2 ORDER BY r2.id LIMIT 1)
@@ -318,12 +329,15 @@ BEGIN
     RETURN n;
 END $$;
 
--- What `forwarder queue migrate` has imported from each SQLite file: ids up to
--- `upto` are in, so a second run (or one after a crash) adds nothing twice.
+-- What `forwarder queue migrate` has imported from each SQLite file: the last
+-- chunk, up to id `upto`, and a digest of its rows. A run after a crash between
+-- the import and the delete finds that chunk still in the file and skips it;
+-- another file at the same path does not match the digest and is imported.
 CREATE TABLE forwarder.imports (
     source  text   NOT NULL,
     kind    text   NOT NULL CHECK (kind IN ('queue', 'dead_letters')),
     upto    bigint NOT NULL,
+    digest  text   NOT NULL,
     PRIMARY KEY (source, kind)
 );
 

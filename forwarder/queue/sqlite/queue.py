@@ -25,6 +25,10 @@ Delivery must drain a queue even on a full disk: every write of the sender's
 side that fails with SQLITE_FULL gives back the ballast file, checkpoints and
 tries once more. The queue checkpoints its WAL itself and marks each new WAL
 generation (:mod:`.writes`).
+
+At a little over 400 lines on purpose: opening (checks, lock, recovery on a
+full disk) and the contract's methods belong to one object; the row work,
+group commit, disk space and file checks live in the sibling modules.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _SQLITE_CORRUPT: Final = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
+_SQLITE_NO_ROOM: Final = (10, 13)  # SQLITE_IOERR (a -shm that cannot grow), SQLITE_FULL
 
 
 class SQLiteQueue(SoleSender):
@@ -126,7 +131,18 @@ class SQLiteQueue(SoleSender):
         owner = self._lock.acquire(admin=self.admin)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="queue")
         try:
-            await self.run(self._open_sync, owner)
+            try:
+                await self.run(self._open_sync, owner)
+            except sqlite3.OperationalError as exc:
+                # Opening writes (the -wal and -shm files): on a disk something else
+                # filled while we were stopped, the ballast is what makes room.
+                full = getattr(exc, "sqlite_errorcode", 0) & 0xFF in _SQLITE_NO_ROOM
+                if self.admin or not full or not self._space.release_ballast():
+                    raise
+                get_logger().warning(
+                    "queue_ballast_released", when="opening on a full disk", error=str(exc)
+                )
+                await self.run(self._open_sync, owner)
         except BaseException as exc:
             self._executor.shutdown(wait=True)
             self._executor = None
@@ -230,24 +246,26 @@ class SQLiteQueue(SoleSender):
         size = 0
         for i in items:
             size += len(i.payload)
-        if items:
-            if (
-                self._count + self._group.reserved_count + len(items) > self.cfg.max_events
-                or self._bytes + self._group.reserved_bytes + size > self.cfg.max_bytes
-            ):
-                fut.set_exception(
-                    QueueFull(
-                        f"queue full ({self._count} alerts, {self._bytes} bytes; limits "
-                        f"queue.max_events={self.cfg.max_events}, "
-                        f"queue.max_bytes={self.cfg.max_bytes})"
-                    )
+        if items and (
+            self._count + self._group.reserved_count + len(items) > self.cfg.max_events
+            or self._bytes + self._group.reserved_bytes + size > self.cfg.max_bytes
+        ):
+            fut.set_exception(
+                QueueFull(
+                    f"queue full ({self._count} alerts, {self._bytes} bytes; limits "
+                    f"queue.max_events={self.cfg.max_events}, "
+                    f"queue.max_bytes={self.cfg.max_bytes})"
                 )
-                return fut
-            refusal = self._space.check(self._group.reserved_bytes + size)
-            if refusal is not None:
-                self._measure_soon()
-                fut.set_exception(QueueFull(refusal))
-                return fut
+            )
+            return fut
+        # Dead letters take disk space too: refused alerts must not eat the reserve
+        # that lets the queue drain.
+        on_disk = size + sum(len(i.payload) for i, _ in refused) if refused else size
+        refusal = self._space.check(self._group.reserved_bytes + on_disk)
+        if refusal is not None:
+            self._measure_soon()
+            fut.set_exception(QueueFull(refusal))
+            return fut
         self._group.add(loop, Pending(items, refused, size, fut))
         return fut
 

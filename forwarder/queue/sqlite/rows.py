@@ -167,13 +167,13 @@ def peek(conn: sqlite3.Connection, target: str, now: float) -> tuple[int, float 
     return int(count), oldest
 
 
-def delete(conn: sqlite3.Connection, ids: Sequence[int]) -> list[tuple[str, int]]:
-    """Delete queue rows (inside the caller's transaction); their targets and sizes."""
-    out: list[tuple[str, int]] = []
+def delete(conn: sqlite3.Connection, ids: Sequence[int]) -> list[tuple[int, str, int]]:
+    """Delete queue rows (inside the caller's transaction); the ids, targets and sizes gone."""
+    out: list[tuple[int, str, int]] = []
     for chunk in _chunks(ids, 500):
         marks = ",".join("?" * len(chunk))
         out += conn.execute(
-            f"DELETE FROM queue WHERE id IN ({marks}) RETURNING target, size", chunk
+            f"DELETE FROM queue WHERE id IN ({marks}) RETURNING id, target, size", chunk
         ).fetchall()
     return out
 
@@ -202,7 +202,7 @@ def release(conn: sqlite3.Connection, ids: Sequence[int] | None) -> None:
 def remove(conn: sqlite3.Connection, ids: Sequence[int]) -> list[tuple[str, int]]:
     """Delete queue rows in one transaction; their targets and sizes."""
     with transaction(conn):
-        return delete(conn, ids)
+        return [(target, size) for _, target, size in delete(conn, ids)]
 
 
 def dead_letter(
@@ -215,10 +215,18 @@ def dead_letter(
     error: str | None,
     now: float,
 ) -> list[tuple[str, int]]:
-    """Move ``entries`` to the dead letters in one transaction; the deleted targets and sizes."""
+    """Move ``entries`` to the dead letters in one transaction; the deleted targets and sizes.
+
+    Only rows still queued move: an entry whose lease expired may have been
+    delivered by another sender meanwhile, and must not come back by a replay.
+    """
     with transaction(conn):
-        _insert_dead_letters(conn, entries, reason, status, response, error, now)
-        return delete(conn, [e.id for e in entries])
+        gone = delete(conn, [e.id for e in entries])
+        still = {row_id for row_id, _, _ in gone}
+        _insert_dead_letters(
+            conn, [e for e in entries if e.id in still], reason, status, response, error, now
+        )
+        return [(target, size) for _, target, size in gone]
 
 
 def _insert_dead_letters(
