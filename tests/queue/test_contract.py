@@ -418,6 +418,22 @@ async def test_get_finds_one_dead_letter_by_id(open_queue: QueueFactory) -> None
     assert await q.dead_letters.get(d.id + 1000) is None
 
 
+async def test_a_replay_of_thousands_moves_every_one_in_order(open_queue: QueueFactory) -> None:
+    """A replay larger than one transaction's share still moves every dead letter, oldest
+    first, and the counts agree."""
+    q = await open_queue()
+    n = 2_345
+    await q.put([item(f"m{i:05d}", identity=f"M{i}") for i in range(n)])
+    entries = (await lease(q, limit=n)).entries
+    await q.dead_letter(entries, reason="clientError", status=400, response=None, error=None)
+    assert await q.dead_letters.replay() == n
+    assert (await q.stats()).events == n
+    assert await q.dead_letters.list() == []
+    again = (await lease(q, limit=n)).entries
+    assert [e.id for e in again] == sorted(e.id for e in again)
+    assert len(again) == n
+
+
 async def test_replay_requeues_as_new(
     open_queue: QueueFactory, backend: Backend, clock: FakeClock
 ) -> None:

@@ -8,9 +8,12 @@ replica's sender of the target; listings never include the app key.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from forwarder.model import DEAD_LETTER_COLUMNS, DeadLetter
+
+# Dead letters replayed per transaction.
+_CHUNK: Final = 1000
 
 if TYPE_CHECKING:
     from forwarder.queue.postgres.queue import PostgresQueue
@@ -48,11 +51,18 @@ class PostgresDeadLetters:
         q = self._queue
         now = q.now()
         id_list = None if ids is None else list(ids)
-        moved = int(
-            await q.call(
-                lambda c: c.fetchval("SELECT forwarder.replay($1, $2, $3)", id_list, target, now)
+        moved = 0
+        while True:  # in chunks: each a short transaction beside the ingest's commits
+            n = int(
+                await q.call(
+                    lambda c: c.fetchval(
+                        "SELECT forwarder.replay($1, $2, $3, $4)", id_list, target, now, _CHUNK
+                    )
+                )
             )
-        )
+            moved += n
+            if n < _CHUNK:
+                break
         q.wake_all()
         return moved
 

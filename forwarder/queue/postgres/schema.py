@@ -280,8 +280,11 @@ BEGIN
 END $$;
 
 -- Dead letters back into the queue, afresh: no attempts, due now.
-CREATE FUNCTION forwarder.replay(p_ids bigint[], p_target text, p_now double precision)
-RETURNS int LANGUAGE plpgsql AS $$
+-- At most p_limit dead letters a call, oldest first: a replay of many is several
+-- short transactions, so the "in" lock never stalls the ingest for long.
+CREATE FUNCTION forwarder.replay(
+    p_ids bigint[], p_target text, p_now double precision, p_limit int
+) RETURNS int LANGUAGE plpgsql AS $$
 DECLARE
     tg text[]; ev bigint[]; bs bigint[]; neg bigint[]; nb bigint[];
     n int;
@@ -290,7 +293,10 @@ BEGIN
     PERFORM 1 FROM forwarder.counters WHERE kind = 'in' AND target = '' FOR UPDATE;
     WITH d AS (
         DELETE FROM forwarder.dead_letters
-         WHERE (p_ids IS NULL OR id = ANY(p_ids)) AND (p_target IS NULL OR target = p_target)
+         WHERE id IN (SELECT x.id FROM forwarder.dead_letters x
+                       WHERE (p_ids IS NULL OR x.id = ANY(p_ids))
+                         AND (p_target IS NULL OR x.target = p_target)
+                       ORDER BY x.id LIMIT p_limit)
         RETURNING id, target, app_key, identity, payload, size, ts
     ), ins AS (
         INSERT INTO forwarder.queue (target, app_key, identity, payload, size, ts, created,
