@@ -151,6 +151,21 @@ async def test_a_libpq_keyword_dsn_works_and_is_described_without_its_password(
 # --------------------------------------------------------------------------- replicas
 
 
+async def test_commits_are_durable_even_where_the_database_says_otherwise(
+    postgres_dsn: str,
+) -> None:
+    """A database set to synchronous_commit=off would acknowledge before the WAL is flushed;
+    the queue's sessions raise it to on."""
+    name = urlsplit(postgres_dsn).path.lstrip("/")
+    await fetchval(postgres_dsn, f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+    q = queue(postgres_dsn)
+    await q.open()
+    try:
+        assert await q.call(lambda c: c.fetchval("SHOW synchronous_commit")) == "on"
+    finally:
+        await q.close()
+
+
 async def test_capacity_holds_across_replicas(postgres_dsn: str) -> None:
     """Puts racing on three replicas cannot together pass ``max_events``."""
     clock = FakeClock()

@@ -173,8 +173,16 @@ class PostgresQueue:
             await pool.close()
 
     async def _pooled(self, conn: Any) -> None:
-        """A new pooled connection: remember its backend, whose NOTIFYs are our own commits."""
+        """A new pooled connection: remember its backend, whose NOTIFYs are our own commits.
+
+        An acknowledged alert must be on disk before the 200: a server, database
+        or role set to ``synchronous_commit = off`` would answer a commit before
+        its WAL is flushed, so such a session is raised to ``on``. Any other
+        setting (``remote_apply``, ``local``…) is the operator's choice and stays.
+        """
         self._own_backends.add(conn.get_server_pid())
+        if await conn.fetchval("SHOW synchronous_commit") == "off":
+            await conn.execute("SET synchronous_commit = on")
 
     def _notified(self, target: str, pid: int) -> None:
         """Another replica committed work for ``target`` (our own commits set the event already)."""
