@@ -43,3 +43,19 @@ def postgres_dsn_fixture(postgres_server: Cluster) -> Iterator[str]:
     yield postgres_server.create_database(name)
     if postgres_server.external:
         postgres_server.drop_database(name)  # a throwaway cluster is deleted whole at the end
+
+
+def own_cluster() -> Iterator[Cluster]:
+    """A throwaway server of the calling module's own, which its tests may stop and start.
+
+    Never the shared session server, and never ``FORWARDER_TEST_POSTGRES_DSN``'s: stopping
+    a server is only for one the tests made. Used as ``yield from own_cluster()`` in a
+    module-scoped fixture.
+    """
+    cluster = Cluster(use_env=False)
+    try:
+        cluster.create()
+    except ClusterError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield cluster
+    cluster.destroy()

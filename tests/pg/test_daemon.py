@@ -27,20 +27,15 @@ import pytest
 
 from tests.conftest import Daemon, forwarder_cli, free_port, write_config
 from tests.fakes.bigpanda import FakeBigPanda, FaultPlan
-from tests.pg.cluster import Cluster, ClusterError
+from tests.pg.cluster import Cluster
+from tests.pg.fixtures import own_cluster
 from tests.pg.replica import alert, replica_config
 
 
 @pytest.fixture
 def server() -> Iterator[Cluster]:
     """A PostgreSQL server this test may stop and start."""
-    cluster = Cluster(use_env=False)
-    try:
-        cluster.create()
-    except ClusterError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield cluster
-    cluster.destroy()
+    yield from own_cluster()
 
 
 def daemon_on(server: Cluster, fake: FakeBigPanda, tmp_path: Path, *, dsn: str = "") -> Daemon:

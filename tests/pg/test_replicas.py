@@ -33,7 +33,8 @@ import pytest
 
 from tests.conftest import Daemon, free_port, write_config
 from tests.fakes.bigpanda import FakeBigPanda, FaultPlan
-from tests.pg.cluster import Cluster, ClusterError
+from tests.pg.cluster import Cluster
+from tests.pg.fixtures import own_cluster
 from tests.pg.replica import BASE_TS, alert, replica_config
 
 IDENTITIES = 5_000
@@ -44,13 +45,7 @@ CLIENTS = 24
 @pytest.fixture(scope="module")
 def server() -> Iterator[Cluster]:
     """A PostgreSQL server of this module's own: the chaos test restarts it."""
-    cluster = Cluster(use_env=False)
-    try:
-        cluster.create()
-    except ClusterError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield cluster
-    cluster.destroy()
+    yield from own_cluster()
 
 
 _databases = itertools.count()

@@ -29,7 +29,8 @@ from forwarder.queue import QueueFull, QueueUnavailable, create_queue
 from forwarder.queue.errors import QueueMissing, QueueOpenError
 from forwarder.queue.postgres import PostgresQueue, schema
 from tests.fakes.clock import FakeClock
-from tests.pg.cluster import Cluster, ClusterError
+from tests.pg.cluster import Cluster
+from tests.pg.fixtures import own_cluster
 from tests.queue.conftest import TARGET, checks, item, lease
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -365,13 +366,7 @@ async def test_a_holder_whose_session_is_killed_stops_holding(
 @pytest.fixture(scope="module")
 def own_server() -> Iterator[Cluster]:
     """A server of this module's own, to stop and start (never the shared one)."""
-    cluster = Cluster(use_env=False)
-    try:
-        cluster.create()
-    except ClusterError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield cluster
-    cluster.destroy()
+    yield from own_cluster()
 
 
 async def test_database_down_means_unavailable_then_recovery(own_server: Cluster) -> None:
