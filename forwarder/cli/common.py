@@ -54,6 +54,7 @@ def dead_letter_id(text: str) -> int:
 
 def listing_limit(text: str) -> int:
     """An argparse type: how many to list, 1 to 10,000."""
-    if not (text.isascii() and text.isdigit()) or not 0 < int(text[:6]) <= 10_000:
+    digits = text.lstrip("0")
+    if not (text.isascii() and text.isdigit()) or not 0 < int(digits[:6] or "0") <= 10_000:
         raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 10000: {text[:40]!r}")
     return int(text)

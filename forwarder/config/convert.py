@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -103,7 +104,12 @@ def as_int(lo: int, hi: int | None = None) -> Callable[[Any, str], int]:
 
 def as_positive_float(value: Any, path: str) -> float:
     value = _from_env_text(value)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise ConfigError(path, f"must be a number above 0, got {value!r}")
     return float(value)
 
@@ -190,7 +196,7 @@ def listen_address(value: Any, path: str) -> tuple[str, int]:
     """``host:port`` (``:port`` or ``[::]:port`` too) as a host and a port."""
     text = as_str(value, path)
     host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit():
+    if not sep or not (port_text.isascii() and port_text.isdigit()):
         raise ConfigError(path, f"must be host:port, got {text!r}")
     port = int(port_text)
     if not 0 <= port <= 65535:
@@ -209,7 +215,11 @@ def as_str_list(value: Any, path: str) -> tuple[str, ...]:
 
 def as_url(value: Any, path: str) -> str:
     text = as_str(value, path)
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018  (parsing is the check: brackets, a port in range)
+    except ValueError:
+        raise ConfigError(path, "not a URL (want http:// or https://, host and port)") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(path, "not a URL (want http:// or https://)")
     if parts.username or parts.password:

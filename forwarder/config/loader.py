@@ -73,6 +73,10 @@ def build_config(doc: Document) -> Config:
         return _build(doc, ctx)
     except ConfigError as exc:
         raise mask(exc, [*doc.secrets(), *ctx.file_secrets]) from None
+    except (ValueError, RuntimeError, UnicodeError) as exc:
+        # A value no check foresaw (a path the OS refuses, say): still one line.
+        refused = ConfigError("", f"cannot use this config: {type(exc).__name__}: {exc}")
+        raise mask(refused, [*doc.secrets(), *ctx.file_secrets]) from None
 
 
 def mask(exc: ConfigError, secrets: Iterable[str]) -> ConfigError:

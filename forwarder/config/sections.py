@@ -8,6 +8,7 @@ from its ``Literal``.
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,8 @@ class Context:
             raise ConfigError(
                 sec.key(file_key), f"cannot read {file_path}: {exc.strerror}"
             ) from None
+        except UnicodeDecodeError:
+            raise ConfigError(sec.key(file_key), f"{file_path} is not UTF-8 text") from None
         self.file_secrets.append(value)
         self.file_keys.add(sec.key(name))
         return Secret(value)
@@ -127,6 +130,13 @@ def tls(ctx: Context, node: Any) -> TLSConfig:
     for name, p in (("cert_file", cert), ("key_file", key)):
         if not p.is_file():
             raise ConfigError(sec.key(name), f"no such file: {p}")
+    try:  # what `run` will do: a bad pair is a config error now, not a traceback then
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc.__class__.__name__
+        raise ConfigError(
+            sec.key("cert_file"), f"cannot load the certificate and key: {reason}"
+        ) from None
     sec.finish()
     return TLSConfig(cert_file=cert, key_file=key)
 
@@ -134,6 +144,9 @@ def tls(ctx: Context, node: Any) -> TLSConfig:
 def auth(ctx: Context, node: Any) -> AuthConfig | None:
     sec = Section(node, "server.auth")
     token = ctx.secret(sec, "bearer_token", "bearer_token_file")
+    if not token and sec.has("bearer_token_file"):
+        # A file that is there but empty must not turn authentication off.
+        raise ConfigError(sec.key("bearer_token_file"), "the file is empty")
     basic: BasicAuth | None = None
     if sec.has("basic"):
         b = Section(sec.raw("basic"), "server.auth.basic")
@@ -230,8 +243,13 @@ def _check_dsn(dsn: str, key: str) -> None:
             raise ConfigError(key, f"must be a postgresql:// URL, got a {scheme}:// one")
         try:
             urlsplit(dsn).port  # noqa: B018  (parsing is the check: host brackets, port)
-        except ValueError as exc:
-            raise ConfigError(key, f"is not a valid URL ({exc})") from None
+        except ValueError:
+            # Not the parser's words: they may quote a password ("cast ... as 'pw'").
+            raise ConfigError(
+                key,
+                "is not a valid URL (check the host, the port, and that the password is"
+                " percent-encoded: #, /, ? and @ in it must be written %23, %2F, %3F, %40)",
+            ) from None
     elif "=" not in dsn:
         raise ConfigError(
             key, "must be a postgresql:// URL or libpq key=value words (host=… dbname=…)"

@@ -80,15 +80,21 @@ class Reloader:
                 self.redactor.set_secrets(secrets)
                 runtime = build_runtime(config)
                 _check_restart_keys(old.config, config)
-            except ConfigError as exc:
+            except Exception as exc:
+                # Any refusal, not only the loader's own (a value no check foresaw): one
+                # masked line, the metric at 0, the old config running.
+                if not isinstance(exc, ConfigError):
+                    exc = ConfigError("", f"cannot load the config: {type(exc).__name__}: {exc}")
                 failed = mask(exc, secrets)
                 metrics.config_reload_ok.set(0)
                 log.error("config_reload_failed", error=str(failed))
                 raise failed from None
             deliverer = self.deliverer
             self.holder.current = runtime
-            self.redactor.set_secrets(config.secrets())
+            # The old secrets stay masked until the old senders are gone: an answer to
+            # a request sent with the old token may still echo it.
             await deliverer.reconfigure(config, timeout=config.server.shutdown_timeout)
+            self.redactor.set_secrets(config.secrets())
             metrics.config_loaded(config.digest, time.time())
             log.info("config_reloaded", config=str(self.path), digest=config.digest[:12])
             return config

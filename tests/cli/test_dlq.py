@@ -63,3 +63,12 @@ def test_ids_and_limits_out_of_range_are_usage_errors(tmp_path: Path, action: li
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "error: argument" in result.stderr
+
+
+def test_a_limit_with_leading_zeros_is_still_a_limit(tmp_path: Path) -> None:
+    """``--limit 0000005`` is 5, not a usage error (the queue is missing: exit 1, one line)."""
+    config = tmp_path / "forwarder.yaml"
+    config.write_text(CONFIG)
+    result = dlq(config, "list", "--limit", "0000005")
+    assert result.returncode == 1, result.stderr
+    assert "error: argument" not in result.stderr

@@ -83,7 +83,12 @@ BAD_CONFIGS = {
     " postgres",
     "queue_postgres_without_dsn.yaml": "queue.dsn: is empty (from ${FORWARDER_FIXTURE_UNSET_DSN});"
     " it is required with queue.backend postgres",
-    "queue_dsn_not_a_url.yaml": "queue.dsn: is not a valid URL (Invalid IPv6 URL)",
+    "queue_dsn_not_a_url.yaml": "queue.dsn: is not a valid URL (check the host",
+    "queue_dsn_password_not_encoded.yaml": "queue.dsn: is not a valid URL (check the host",
+    "listen_port_not_ascii.yaml": "server.listen: must be host:port",
+    "url_unclosed_bracket.yaml": "targets.bigpanda.url: not a URL",
+    "rate_limit_nan.yaml": "targets.bigpanda.rate_limit: must be a number above 0",
+    "bearer_token_file_empty.yaml": "server.auth.bearer_token_file: the file is empty",
     "queue_dsn_not_postgres.yaml": "queue.dsn: must be a postgresql:// URL, got a mysql:// one",
     "token_and_token_file.yaml": "targets.bigpanda.token_file: set either token or token_file",
     "token_file_unreadable.yaml": "targets.bigpanda.token_file: cannot read "

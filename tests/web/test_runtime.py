@@ -199,6 +199,11 @@ BAD_CHANGES = [
     ),
     # Jinja folds constants while compiling: this fails with ValueError, not a syntax error.
     (lambda t: t.replace("env: 'one'", "env: '{{ (10 ** 100000) | string }}'"), "mapping"),
+    # A value the OS refuses rather than a check (no such user's home): still one line.
+    (
+        lambda t: t.replace("path: queue.db", "path: '~nouser-forwarder-test/queue.db'"),
+        "cannot use this config",
+    ),
 ]
 BAD_IDS = [
     "unknown-key",
@@ -207,6 +212,7 @@ BAD_IDS = [
     "restart-only-key",
     "backend-switch",
     "template-compile",
+    "os-refuses-a-value",
 ]
 
 
