@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from forwarder.model import DeadLetter, Entry, Outgoing
-from forwarder.queue.errors import QueueUnavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,21 +206,3 @@ class Queue(Protocol):
     def claimed_targets(self) -> frozenset[str]:
         """The targets this process sends for now (for a metrics gauge)."""
         ...
-
-
-def settled_put(
-    is_open: bool, items: Sequence[Outgoing], refused: Sequence[tuple[Outgoing, str]]
-) -> asyncio.Future[None] | None:
-    """The answer of a :meth:`Queue.put` that needs no commit, for every backend.
-
-    A closed queue fails with :class:`~forwarder.queue.errors.QueueUnavailable`
-    and an empty put succeeds at once; None means "commit it".
-    """
-    if is_open and (items or refused):
-        return None
-    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    if not is_open:
-        fut.set_exception(QueueUnavailable("queue is closed"))
-    else:
-        fut.set_result(None)
-    return fut

@@ -7,7 +7,6 @@ server keeps answering afterwards.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from forwarder.web.protolog import PER_MINUTE
 from tests.conftest import BASE_CONFIG, example, target_config
 from tests.fakes.bigpanda import FakeBigPanda
+from tests.web.conftest import exchange
 
 Client = TestClient[web.Request, web.Application]
 ClientFactory = Callable[..., Awaitable[Client]]
@@ -55,30 +55,6 @@ async def post(
     status = resp.status
     assert resp.content_type == "application/json", await resp.text()
     return status, await resp.json()
-
-
-async def raw_request(client: Client, request: bytes) -> tuple[int, dict[str, str], bytes]:
-    """Send hand-written HTTP/1.1 bytes (no client library defaults) and read the answer."""
-    server = client.server
-    assert server.host is not None
-    assert server.port is not None
-    reader, writer = await asyncio.open_connection(server.host, server.port)
-    try:
-        writer.write(request)
-        await writer.drain()
-        head = await reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        headers = {}
-        for line in lines[1:]:
-            if ":" in line:
-                k, _, v = line.partition(":")
-                headers[k.strip().lower()] = v.strip()
-        body = await reader.readexactly(int(headers.get("content-length", "0")))
-        return status, headers, body
-    finally:
-        writer.close()
-        await writer.wait_closed()
 
 
 async def assert_still_serving(client: Client) -> None:
@@ -144,7 +120,7 @@ async def test_body_without_content_type_is_accepted(
         f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(payload)}\r\n"
         "Connection: close\r\n\r\n"
     ).encode() + payload
-    status, _, body = await raw_request(client, request)
+    status, _, body = await exchange(client, request)
     assert status == 200
     assert json.loads(body) == {"accepted": 1}
 

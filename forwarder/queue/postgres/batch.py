@@ -7,22 +7,10 @@ size is one statement with 18 parameters.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from forwarder.model import Outgoing
-
-
-@dataclass(slots=True)
-class Pending:
-    """One ``put`` waiting for its group commit."""
-
-    items: Sequence[Outgoing]
-    refused: Sequence[tuple[Outgoing, str]]
-    size: int
-    fut: asyncio.Future[None]
+from forwarder.queue.putting import Pending
 
 
 def pg_text(text: str) -> str:

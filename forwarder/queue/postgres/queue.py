@@ -28,10 +28,10 @@ import asyncpg
 from forwarder.clock import SYSTEM_CLOCK, Clock
 from forwarder.config import QueueConfig
 from forwarder.model import Entry, Outgoing
-from forwarder.queue.contract import Lease, QueueStats, settled_put
+from forwarder.queue.contract import Lease, QueueStats
 from forwarder.queue.errors import QueueFull, QueueOpenError, QueueUnavailable
 from forwarder.queue.postgres import schema
-from forwarder.queue.postgres.batch import Pending, no_reset, pg_text, put_args
+from forwarder.queue.postgres.batch import no_reset, pg_text, put_args
 from forwarder.queue.postgres.connect import (
     connect_args,
     describe,
@@ -42,6 +42,7 @@ from forwarder.queue.postgres.connect import (
 from forwarder.queue.postgres.deadletters import PostgresDeadLetters
 from forwarder.queue.postgres.session import Session, target_key
 from forwarder.queue.postgres.stats import STATS_SQL, stats_from_counters
+from forwarder.queue.putting import Pending, settled_put
 
 R = TypeVar("R")
 

@@ -12,20 +12,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
 
-from forwarder.model import Outgoing
 from forwarder.queue.errors import QueueUnavailable
-
-
-@dataclass(slots=True)
-class Pending:
-    """One ``put`` waiting for its group commit."""
-
-    items: Sequence[Outgoing]
-    refused: Sequence[tuple[Outgoing, str]]
-    size: int
-    fut: asyncio.Future[None]
+from forwarder.queue.putting import Pending
 
 
 class GroupCommit:

@@ -47,10 +47,11 @@ from forwarder.clock import SYSTEM_CLOCK, Clock
 from forwarder.config import QueueConfig
 from forwarder.model import Entry, Outgoing
 from forwarder.obs.logs import get_logger
-from forwarder.queue.contract import Lease, QueueStats, TargetStats, settled_put
+from forwarder.queue.contract import Lease, QueueStats, TargetStats
 from forwarder.queue.errors import QueueFull, QueueOpenError, QueueUnavailable
+from forwarder.queue.putting import Pending, settled_put
 from forwarder.queue.sqlite import files, rows, schema
-from forwarder.queue.sqlite.commit import GroupCommit, Pending
+from forwarder.queue.sqlite.commit import GroupCommit
 from forwarder.queue.sqlite.deadletters import SQLiteDeadLetters, dead_letter_counts
 from forwarder.queue.sqlite.lockfile import LockFile, SoleSender
 from forwarder.queue.sqlite.space import BALLAST_BYTES, RESERVE_BYTES, Space
