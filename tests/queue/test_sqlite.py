@@ -25,8 +25,8 @@ from forwarder.config import QueueConfig
 from forwarder.model import Identity
 from forwarder.queue import QueueFull, QueueLocked, QueueUnavailable
 from forwarder.queue.errors import QueueOpenError
+from forwarder.queue.putting import Pending
 from forwarder.queue.sqlite import SQLiteQueue
-from forwarder.queue.sqlite.commit import Pending
 from forwarder.queue.sqlite.files import APPLICATION_ID
 from tests.fakes.clock import FakeClock
 from tests.queue.conftest import TARGET, checks, dead_letter_all, item, lease
