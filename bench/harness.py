@@ -112,12 +112,15 @@ def daemon_config(
     linger: str = "500ms",
     retry_initial: str = "1s",
     queue_dsn: str | None = None,
+    state: str = "",
 ) -> Path:
     """Write a daemon config: durable queue, one alerts_v2 target.
 
     The queue is a SQLite file with ``synchronous: full``, or with
     ``queue_dsn`` the PostgreSQL database it names (whose server decides
-    durability: the bench's runs with ``synchronous_commit=on``).
+    durability: the bench's runs with ``synchronous_commit=on``). ``state``
+    is the body of the ``state`` section, one ``key: value`` a line (empty:
+    the defaults, deduplication on).
     """
     path = workdir / f"forwarder-{port}.yaml"
     if queue_dsn is None:
@@ -151,6 +154,7 @@ targets:
 log:
   level: warning
 """
+        + ("state:\n" + "".join(f"  {line}\n" for line in state.splitlines()) if state else "")
     )
     return path
 
@@ -195,15 +199,19 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) 
 
 
 @contextmanager
-def daemon(config: Path, port: int, log: Path) -> Iterator[Daemon]:
-    """Start the daemon, wait until ``/-/ready`` answers 200, stop it with SIGTERM."""
+def daemon(config: Path, port: int, log: Path, *, tree: Path = REPO) -> Iterator[Daemon]:
+    """Start the daemon, wait until ``/-/ready`` answers 200, stop it with SIGTERM.
+
+    ``tree`` is the source tree it runs from (``python -m forwarder`` in that
+    directory imports its ``forwarder`` package first): another checkout, for A/B runs.
+    """
     with log.open("ab") as out:
         started = time.monotonic()
         proc = subprocess.Popen(
             [python(), "-m", "forwarder", "run", "--config", str(config), "--log-format", "json"],
             stdout=out,
             stderr=subprocess.STDOUT,
-            cwd=REPO,
+            cwd=tree,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -304,3 +312,10 @@ def metric(text: str, name: str) -> float:
     """The value of a label-less metric in /metrics text (0 when absent)."""
     m = re.search(rf"^{name} ([\d.e+-]+)$", text, re.MULTILINE)
     return float(m.group(1)) if m else 0.0
+
+
+def labelled_sum(text: str, name: str) -> float:
+    """The sum of a metric over all its label sets in /metrics text (0 when absent)."""
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{")
+    )

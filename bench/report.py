@@ -43,6 +43,25 @@ PG_COLUMNS = [
     ("pg_e2e_batch_mean", "  pg mean batch size", "{:.1f}"),
     ("pg_cold_start_ms", "pg cold start to /-/ready ms", "{:.0f}"),
 ]
+# Ingest with alert-state deduplication on, under a storm of repeats (issue 13): its own table.
+STATE_COLUMNS = [
+    ("state_ingest_fwd_rps", "dedup ingest alerts/s", "{:.0f}"),
+    ("state_ingest_fwd_p50_ms", "  p50 ms", "{:.2f}"),
+    ("state_ingest_fwd_p99_ms", "  p99 ms", "{:.2f}"),
+    ("state_ingest_ceiling_rps", "dedup same-run ceiling req/s", "{:.0f}"),
+    ("state_ingest_ratio", "dedup ratio/ceiling", "{:.2f}"),
+    ("state_ingest_suppressed_pct", "  posts suppressed %", "{:.1f}"),
+]
+STATE_SECTION = (
+    "## Alert state: ingest with deduplication on\n\n"
+    "`python -m bench.run --only ingest,state_ingest`: the `state_ingest` scenario posts a"
+    " storm of repeats (1,000 Kapacitor alert identities re-sent every event-time minute, each"
+    " `WARNING` one round in 20, a metric value that changes every post) to a daemon with the"
+    " default `state` (deduplication on, `repeat_interval: 4h`), and the same bodies to the"
+    " ceiling; most posts are suppressed, the first round and the status changes queued. The"
+    " main table's `ingest` ratio is measured with `repeat_interval: 0` (every post queued),"
+    " comparable with the rows before alert state. Goal (issue 13): dedup ratio ≥ 0.55.\n"
+)
 PG_SECTION = (
     "## PostgreSQL queue\n\n"
     "`queue.backend: postgres` on a throwaway local server (fsync and synchronous_commit on),"
@@ -53,7 +72,7 @@ PG_SECTION = (
 def print_table(fig: Figures, s: Settings) -> None:
     """The figures as an aligned table on stdout."""
     print(f"\nforwarder benchmark (median of {s.repeat}; load tool: {s.load_tool})")
-    for key, label, fmt in COLUMNS + PG_COLUMNS:
+    for key, label, fmt in COLUMNS + STATE_COLUMNS + PG_COLUMNS:
         if key in fig.values:
             print(f"  {label:<44} {fmt.format(fig.values[key]):>10}")
     for key, note in fig.notes.items():
@@ -90,6 +109,7 @@ def append_results(fig: Figures, s: Settings, results: Path = RESULTS) -> None:
     lines = results.read_text().rstrip("\n").split("\n")
     if any(k in fig.values for k, _, _ in COLUMNS):
         _insert_row(lines, "| date | commit |", _row(fig, COLUMNS, now, commit))
+    _section_row(lines, fig, STATE_COLUMNS, STATE_SECTION, now, commit)
     if any(k in fig.values for k, _, _ in PG_COLUMNS):
         pg_header = _header(PG_COLUMNS)
         if pg_header not in lines:
@@ -116,6 +136,19 @@ def _header(columns: Columns) -> str:
 def _row(fig: Figures, columns: Columns, now: str, commit: str) -> str:
     cells = [fmt.format(fig.values[k]) if k in fig.values else "-" for k, _, fmt in columns]
     return f"| {now} | {commit} | " + " | ".join(cells) + " |"
+
+
+def _section_row(
+    lines: list[str], fig: Figures, columns: Columns, section: str, now: str, commit: str
+) -> None:
+    """Add a row to the table of ``columns`` (the section and table made if missing)."""
+    if not any(k in fig.values for k, _, _ in columns):
+        return
+    header = _header(columns)
+    if header not in lines:
+        lines += ["", *section.rstrip("\n").split("\n"), "", header]
+        lines.append("|" + "---|" * (len(columns) + 2))
+    _insert_row(lines, header, _row(fig, columns, now, commit))
 
 
 def _insert_row(lines: list[str], header_start: str, row: str) -> None:

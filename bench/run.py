@@ -1,4 +1,4 @@
-"""Benchmark harness: ingest ceiling ratio, end-to-end, light load, memory, cold start.
+"""Benchmark harness: ingest ceiling ratio (dedup off, on), end-to-end, light, memory, cold start.
 
 Run from the repository root::
 
@@ -47,6 +47,7 @@ from bench.scenarios import (
     scenario_ingest,
     scenario_light,
     scenario_memory,
+    scenario_state_ingest,
 )
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
 
 SCENARIOS: dict[str, Callable[[Settings, Path, Figures], None]] = {
     "ingest": scenario_ingest,
+    "state_ingest": scenario_state_ingest,
     "e2e": scenario_e2e,
     "light": scenario_light,
     "memory": scenario_memory,
@@ -84,6 +86,7 @@ def smoke_settings(tool: str) -> Settings:
         memory_alerts=2000,
         load=py_load if tool == "python" else wrk_load,
         load_tool=tool,
+        mix_identities=100,
     )
 
 

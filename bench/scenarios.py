@@ -1,5 +1,9 @@
 """The SQLite-backed scenarios: ingest ratio, end-to-end, light load, memory, cold start.
 
+The ingest ratio is measured twice: every post queued (deduplication off,
+comparable with the runs before alert state), and a storm of repeats with
+deduplication on (``state_ingest``).
+
 Each takes the run's :class:`Settings`, a work directory and the
 :class:`Figures` it adds to; every figure is the median of ``repeat`` runs.
 """
@@ -24,6 +28,7 @@ from bench.harness import (
     fake_bigpanda,
     free_port,
     histogram_buckets,
+    labelled_sum,
     latencies_ms,
     metric,
     post_alerts,
@@ -32,7 +37,7 @@ from bench.harness import (
     scrape,
     wait_delivered,
 )
-from bench.load import LoadResult, percentile
+from bench.load import Body, LoadResult, Mix, percentile
 
 Store = Callable[[], str | None]
 """Where each daemon of a scenario keeps its queue: a PostgreSQL DSN, or None for SQLite."""
@@ -54,8 +59,9 @@ class Settings:
     light_seconds: float
     light_rate: float
     memory_alerts: int
-    load: Callable[[str, bytes, float, int, Path], LoadResult]
+    load: Callable[[str, Body, float, int, Path], LoadResult]
     load_tool: str
+    mix_identities: int = 1000  # alert identities of the state_ingest storm
 
 
 @dataclass
@@ -69,10 +75,44 @@ class Figures:
 def scenario_ingest(
     s: Settings, work: Path, fig: Figures, *, store: Store = sqlite_store, prefix: str = ""
 ) -> None:
-    """Ingest alerts/s with the durable queue vs. the bare aiohttp ceiling, same run."""
+    """Ingest alerts/s with the durable queue vs. the bare aiohttp ceiling, same run.
+
+    Every post is the same alert, and every one is queued: deduplication is
+    off (``repeat_interval: 0``), so the figure stays comparable with the
+    runs before alert state existed. :func:`scenario_state_ingest` measures
+    it on.
+    """
     body = PAYLOAD.read_bytes()
+    _ingest_ratio(s, work, fig, body, "repeat_interval: 0", store=store, prefix=prefix)
+
+
+def scenario_state_ingest(
+    s: Settings, work: Path, fig: Figures, *, store: Store = sqlite_store, prefix: str = "state_"
+) -> None:
+    """Ingest with deduplication on (the defaults) under a storm of repeats, vs. the ceiling.
+
+    The load is a :class:`~bench.load.Mix`: many identities re-sending every
+    "minute", a few status changes, changing metric values; most posts are
+    suppressed, the rest queued. The ceiling parses the same bodies.
+    """
+    mix = Mix(identities=s.mix_identities)
+    _ingest_ratio(s, work, fig, mix, "", store=store, prefix=prefix)
+
+
+def _ingest_ratio(
+    s: Settings,
+    work: Path,
+    fig: Figures,
+    body: Body,
+    state: str,
+    *,
+    store: Store,
+    prefix: str,
+) -> None:
+    """The forwarder's ingest rate and the ceiling's, in pairs, with ``state`` configured."""
     fwd: list[LoadResult] = []
     ceil: list[LoadResult] = []
+    suppressed: list[float] = []
     with fake_bigpanda(work) as fake:
         for rep in range(s.repeat):
             cport = free_port()
@@ -87,10 +127,12 @@ def scenario_ingest(
                     )
                 )
             port = free_port()
-            cfg = daemon_config(work, port, fake, queue_dsn=store())
+            cfg = daemon_config(work, port, fake, queue_dsn=store(), state=state)
             with daemon(cfg, port, work / f"{prefix}ingest-{rep}.log") as d:
                 # The same path as the ceiling, as the issue defines the scenario.
                 fwd.append(s.load(f"{d.url}/kapacitor", body, s.duration, s.connections, work))
+                held = labelled_sum(asyncio.run(scrape(d.url)), "forwarder_alerts_suppressed_total")
+                suppressed.append(held / max(1, fwd[-1].requests))
     med = statistics.median
     values = {
         "ingest_fwd_rps": med(r.rps for r in fwd),
@@ -101,6 +143,7 @@ def scenario_ingest(
         "ingest_ceiling_p99_ms": med(r.p99_ms for r in ceil),
         "ingest_ratio": med(f.rps / c.rps for f, c in zip(fwd, ceil, strict=True)),
         "ingest_non_2xx": float(sum(r.non_2xx for r in fwd)),
+        "ingest_suppressed_pct": 100 * med(suppressed),
     }
     fig.values.update({prefix + k: v for k, v in values.items()})
     fig.notes[f"{prefix}ingest_runs"] = ", ".join(

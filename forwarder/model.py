@@ -13,9 +13,12 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from forwarder import jsonio
+
+if TYPE_CHECKING:
+    from forwarder.state.record import Observation
 
 
 class Level(enum.StrEnum):
@@ -144,7 +147,9 @@ class Outgoing:
     """A mapped alert ready to be queued for one target and app key.
 
     ``identity`` is the stored key (:attr:`Identity.key`); ``payload`` the
-    alert object encoded as JSON, without ``app_key``.
+    alert object encoded as JSON, without ``app_key``. ``state`` is what the
+    alert-state store needs to decide whether to queue it (None: queue it
+    unconditionally, as a replayed dead letter is).
     """
 
     target: str
@@ -152,6 +157,7 @@ class Outgoing:
     identity: str
     payload: bytes
     timestamp: int
+    state: Observation | None = None
 
 
 @dataclass(frozen=True, slots=True)

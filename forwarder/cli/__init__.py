@@ -1,4 +1,5 @@
-"""The command line: ``run``, ``check-config``, ``init``, ``render``, ``dlq``, ``queue``.
+"""The command line: ``run``, ``check-config``, ``init``, ``render``, ``dlq``, ``alerts``,
+``queue``.
 
 One module per command (group). Signals are handled only in
 :mod:`forwarder.cli.run`. Every option and argument carries help text and
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypeAlias
 
 from forwarder import __version__
+from forwarder.cli.alerts import add_alerts_parser
 from forwarder.cli.check import cmd_check_config
 from forwarder.cli.common import EXIT_ERROR, EXIT_OK, dead_letter_id, err, listing_limit
 from forwarder.cli.dlq import cmd_dlq
@@ -57,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_init(sub)
     _add_render(sub, common)
     _add_dlq(sub, common)
+    add_alerts_parser(sub, common)
     add_queue_parser(sub, common)
     return parser
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from forwarder.cli.common import EXIT_ERROR, EXIT_OK, err, load
 from forwarder.cli.queue_open import QUEUE_OPEN_ERRORS, describe_queue, open_failure, where
-from forwarder.config import Config
+from forwarder.config import Config, StateConfig
 from forwarder.obs.logs import Redactor
 from forwarder.queue import create_queue
 
@@ -37,9 +37,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             f"  target:  {t.name} ({t.kind}{where}) {creds}, rate_limit={t.rate_limit:g}/s,"
             f" max_in_flight={t.max_in_flight}"
         )
+    print(f"  state:   {describe_state(config.state)}")
     for r in config.routes:
         match = "everything" if r.match is None else _describe_match(r)
-        print(f"  route:   {r.name} -> {r.target} ({match})")
+        own = f"; state {describe_state(r.state)}" if r.state != config.state else ""
+        print(f"  route:   {r.name} -> {r.target} ({match}){own}")
     if config.unconfigured_targets:
         print("  mode:    DRY-RUN (alerts are logged, not sent)")
         print(f"           to send, set: {', '.join(config.empty_credentials())}")
@@ -71,6 +73,34 @@ async def _connect(config: Config) -> int:
         f" {sum(t.dead_letters for t in stats.targets.values())} dead letters)"
     )
     return EXIT_OK
+
+
+def describe_state(state: StateConfig) -> str:
+    """One line for an alert-state policy, e.g. ``repeat_interval=4h flap=off ...``."""
+    repeat = (
+        f"repeat_interval={_dur(state.repeat_interval)}" if state.repeat_interval else ("dedup=off")
+    )
+    dedup_on = f" dedup_on=[{', '.join(state.dedup_on)}]" if state.dedup_on else ""
+    f = state.flap
+    flap = (
+        f"flap={f.transitions} changes/{_dur(f.window)} hold={_dur(f.hold)}"
+        if f.transitions
+        else "flap=off"
+    )
+    resolve = (
+        f"resolve_after={_dur(state.resolve_after)}"
+        if state.resolve_after
+        else ("resolve_after=off")
+    )
+    return f"{repeat}{dedup_on} {flap} {resolve} retention={_dur(state.retention)}"
+
+
+def _dur(seconds: float) -> str:
+    """Seconds in the largest whole unit (``4h``, ``90s``), as config durations are written."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def _safe_url(url: str) -> str:

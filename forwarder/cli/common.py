@@ -58,3 +58,15 @@ def listing_limit(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or not 0 < int(digits[:6] or "0") <= 10_000:
         raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 10000: {text[:40]!r}")
     return int(text)
+
+
+def age(seconds: float) -> str:
+    """A duration as a listing shows it: ``42s``, ``5m3s``, ``2h10m``, ``3d4h``."""
+    s = int(max(0, seconds))
+    if s >= 86400:
+        return f"{s // 86400}d{(s % 86400) // 3600}h"
+    if s >= 3600:
+        return f"{s // 3600}h{(s % 3600) // 60}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60}s"
+    return f"{s}s"

@@ -26,6 +26,7 @@ from forwarder.config.document import Document, read_file, read_text
 from forwarder.config.errors import ConfigError
 from forwarder.config.routes import read_mapping, read_routes
 from forwarder.config.schema import Config
+from forwarder.config.state import read_state
 from forwarder.config.targets import check_credentials, targets
 
 # Shorter values are not masked inside error prose: "k" would garble "unknown key".
@@ -97,7 +98,8 @@ def _build(doc: Document, ctx: sections.Context) -> Config:
     retry = sections.retry(top.raw("retry"))
     by_name = targets(ctx, top.raw("targets"))
     mapping = read_mapping(top.raw("mapping"), "mapping", base=None)
-    routes = read_routes(top.raw("routes"), by_name, mapping)
+    state = read_state(top.raw("state"), "state", base=None)
+    routes = read_routes(top.raw("routes"), by_name, mapping, state)
     log = sections.log(top.raw("log"))
     top.finish()
     if not doc.lenient_secrets:
@@ -112,6 +114,7 @@ def _build(doc: Document, ctx: sections.Context) -> Config:
         mapping=mapping,
         routes=routes,
         log=log,
+        state=state,
         source_path=doc.source_path,
         digest=doc.digest,
         env_refs=doc.env_refs,

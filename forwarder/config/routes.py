@@ -17,9 +17,11 @@ from forwarder.config.schema import (
     MappingConfig,
     Match,
     RouteConfig,
+    StateConfig,
     TargetConfig,
 )
 from forwarder.config.secrets import Secret
+from forwarder.config.state import read_state
 from forwarder.model import Level, Source
 
 
@@ -72,14 +74,22 @@ def read_mapping(node: Any, path: str, base: MappingConfig | None) -> MappingCon
 
 
 def read_routes(
-    node: Any, targets: Mapping[str, TargetConfig], mapping: MappingConfig
+    node: Any,
+    targets: Mapping[str, TargetConfig],
+    mapping: MappingConfig,
+    state: StateConfig | None = None,
 ) -> tuple[RouteConfig, ...]:
-    """The routes, in order; without a ``routes`` key, one default route to the only target."""
+    """The routes, in order; without a ``routes`` key, one default route to the only target.
+
+    A route's ``mapping`` and ``state`` inherit what they do not set from the
+    global ``mapping`` and ``state``.
+    """
+    state = state or StateConfig()
     if node is None:
         if len(targets) != 1:
             raise ConfigError("routes", "required when more than one target is configured")
         only = next(iter(targets.values()))
-        return (RouteConfig("default", None, only.name, only.app_key, mapping, "routes"),)
+        return (RouteConfig("default", None, only.name, only.app_key, mapping, "routes", state),)
     if not isinstance(node, list) or not node:
         raise ConfigError("routes", "must be a non-empty list")
     out: list[RouteConfig] = []
@@ -109,8 +119,13 @@ def read_routes(
             if sec.has("mapping")
             else mapping
         )
+        route_state = (
+            read_state(sec.raw("state"), sec.key("state"), base=state)
+            if sec.has("state")
+            else state
+        )
         sec.finish()
-        out.append(RouteConfig(name, match, target, app_key, route_mapping, path))
+        out.append(RouteConfig(name, match, target, app_key, route_mapping, path, route_state))
     for i, route in enumerate(out[:-1]):
         if route.match is None:
             raise ConfigError(

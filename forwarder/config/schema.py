@@ -199,6 +199,38 @@ class MappingConfig:
 
 
 @dataclass(frozen=True)
+class FlapConfig:
+    """Flap damping (off while ``transitions`` is 0); see :mod:`forwarder.state`."""
+
+    # More than this many status changes within ``window`` marks an identity flapping.
+    transitions: int = 0
+    window: float = 600.0
+    # How long a flapping identity must hold one status before it is sent again.
+    hold: float = 300.0
+
+
+# BigPanda asks for state changes only; Alertmanager's default repeat_interval
+# is 4h. An unchanged alert is sent again after this long, so an incident that
+# lasts a working day is refreshed a few times, not 240 times an hour.
+DEFAULT_REPEAT_INTERVAL: Final = 4 * 3600.0
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """Alert state: deduplication, flap damping, auto-resolve and retention.
+
+    ``repeat_interval`` 0 turns deduplication off; ``resolve_after`` 0 (the
+    default) turns auto-resolve off. Durations are seconds.
+    """
+
+    repeat_interval: float = DEFAULT_REPEAT_INTERVAL
+    dedup_on: tuple[str, ...] = ()
+    retention: float = 7 * 86400.0
+    flap: FlapConfig = field(default_factory=FlapConfig)
+    resolve_after: float = 0.0
+
+
+@dataclass(frozen=True)
 class Match:
     """Conditions a route puts on an event; all given conditions must hold."""
 
@@ -218,6 +250,7 @@ class RouteConfig:
     app_key: Secret
     mapping: MappingConfig
     key_path: str
+    state: StateConfig = field(default_factory=StateConfig)
 
 
 @dataclass(frozen=True)
@@ -241,6 +274,7 @@ class Config:
     mapping: MappingConfig
     routes: tuple[RouteConfig, ...]
     log: LogConfig
+    state: StateConfig = field(default_factory=StateConfig)
     source_path: Path | None = None
     digest: str = ""
     # Key path -> the environment variables its value was expanded from, so an

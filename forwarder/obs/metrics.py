@@ -32,7 +32,8 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from forwarder import __version__
-from forwarder.queue.contract import QueueStats
+from forwarder.queue.contract import AlertCounts, QueueStats
+from forwarder.state.record import SUPPRESS_REASONS, SuppressReason
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
 _REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -121,7 +122,8 @@ class IngestStats(Collector):
     def collect(self) -> Iterator[Metric]:
         received = CounterMetricFamily(
             "forwarder_events_received",
-            "Alert events accepted by the ingest and committed to the queue.",
+            "Alert events accepted by the ingest and committed: queued, or suppressed by the"
+            " alert state (also counted in forwarder_alerts_suppressed_total).",
             labels=["source"],
         )
         duration = HistogramMetricFamily(
@@ -181,6 +183,30 @@ class Metrics:
         # Queue: read from the store at each scrape
         self.queue = QueueCollector()
         registry.register(self.queue)
+        # Alert state: counted as the store decides, and read from it at each scrape
+        self.alerts_suppressed = Counter(
+            "forwarder_alerts_suppressed",
+            "Alerts acknowledged but not queued because the alert state held them back:"
+            " a repeat within repeat_interval (duplicate) or a change while flapping.",
+            ["target", "reason"],
+            registry=registry,
+        )
+        self._suppressed_children: dict[tuple[str, SuppressReason], Counter] = {}
+        self.alerts_auto_resolved = Counter(
+            "forwarder_alerts_auto_resolved",
+            "ok alerts queued on behalf of identities not seen for resolve_after.",
+            ["target"],
+            registry=registry,
+        )
+        self.alerts_flap_released = Counter(
+            "forwarder_alerts_flap_released",
+            "Flapping identities released by the scheduler (their status held for flap.hold);"
+            " each queued its latest alert with flapping: false.",
+            ["target"],
+            registry=registry,
+        )
+        self.alerts = AlertCollector()
+        registry.register(self.alerts)
         # Delivery
         self.alerts_delivered = Counter(
             "forwarder_alerts_delivered",
@@ -307,6 +333,24 @@ class Metrics:
             self.delivery_failures.labels(target, reason)
         for refused in REFUSE_REASONS:
             self.alerts_refused.labels(target, refused)
+        for reason in SUPPRESS_REASONS:
+            self.alerts_suppressed.labels(target, reason)
+        self.alerts_auto_resolved.labels(target)
+        self.alerts_flap_released.labels(target)
+
+    def count_suppressed(self, suppressed: Mapping[tuple[str, SuppressReason], int]) -> None:
+        """Count a put's suppressed alerts (:attr:`PutResult.suppressed`).
+
+        On the ingest hot path during a storm of repeats, so each (target,
+        reason) child is looked up once and kept: ``labels()`` takes a lock
+        and builds its key on every call.
+        """
+        children = self._suppressed_children
+        for key, n in suppressed.items():
+            child = children.get(key)
+            if child is None:
+                child = children[key] = self.alerts_suppressed.labels(*key)
+            child.inc(n)
 
     def config_loaded(self, digest: str, when: float) -> None:
         """Record a successful (re)load of the config with SHA-256 ``digest``."""
@@ -362,3 +406,42 @@ class QueueCollector(Collector):
         yield size
         yield oldest
         yield dead
+
+
+CountsSource = Callable[[], Awaitable[AlertCounts]]
+
+
+class AlertCollector(Collector):
+    """The alert-state gauges: open and flapping identities per target.
+
+    Read from the store like :class:`QueueCollector` (so they count what every
+    replica decided): :meth:`refresh` once per scrape, :meth:`collect`
+    renders; every configured target is shown, at zero when it has none.
+    """
+
+    def __init__(self) -> None:
+        self._counts = AlertCounts()
+        self._targets: tuple[str, ...] = ()
+
+    async def refresh(self, read: CountsSource, targets: Iterable[str]) -> None:
+        """Read fresh counts with ``read`` (the store's ``alerts.counts``)."""
+        self._counts = await read()
+        self._targets = tuple(targets)
+
+    def collect(self) -> Iterator[Metric]:
+        opened = GaugeMetricFamily(
+            "forwarder_alerts_open",
+            "Alert identities whose latest status is not ok (in the alert-state store).",
+            labels=["target"],
+        )
+        flapping = GaugeMetricFamily(
+            "forwarder_alerts_flapping",
+            "Alert identities currently marked flapping (their changes are held).",
+            labels=["target"],
+        )
+        counts = self._counts
+        for target in sorted(set(counts.open) | set(counts.flapping) | set(self._targets)):
+            opened.add_metric([target], counts.open.get(target, 0))
+            flapping.add_metric([target], counts.flapping.get(target, 0))
+        yield opened
+        yield flapping

@@ -374,6 +374,8 @@ class MapStage:
     def __call__(self, work: Work) -> None:
         events = work.events
         items: list[Outgoing] = []
+        alerts: list[dict[str, Any]] = []
+        item_routes: list[RouteConfig] = []
         refused: list[Refused] = []
         truncations = 0
         mapper = self.mapper
@@ -405,9 +407,13 @@ class MapStage:
                 )
             if refusal is None:
                 items.append(item)
+                alerts.append(alert)
+                item_routes.append(route)
             else:
                 reason, hint = refusal
                 refused.append(Refused(item, reason, f"route {route.name!r}: {hint}"))
         work.items = items
+        work.alerts = alerts
+        work.item_routes = item_routes
         work.refused = refused
         work.truncations = truncations

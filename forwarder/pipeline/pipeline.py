@@ -1,9 +1,9 @@
 """The pure part of ingest: decoded body → events → stages → queue items.
 
 A :class:`Pipeline` is compiled once per config (and again on reload): the
-parser registry, then the list of stages the config needs. Today that is
-route → map; deduplication, flap damping, silences and enrichment plug in as
-further stages.
+parser registry, then the list of stages the config needs: route → map →
+state (the alert-state store decides at the commit; :mod:`.state`). Silences
+and enrichment plug in as further stages.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from forwarder.model import Event, Identity
 from forwarder.pipeline.mapping import Mapper, MapStage
 from forwarder.pipeline.route import RouteStage
 from forwarder.pipeline.stage import Stage, Work
+from forwarder.pipeline.state import StateStage
 
 
 class Pipeline:
@@ -35,6 +36,7 @@ class Pipeline:
         self.stages: tuple[Stage, ...] = (
             RouteStage(config.routes),
             MapStage(self.mapper, config.targets),
+            StateStage(),
         )
 
     def parse(self, source: str, body: Any, *, task: str | None = None) -> list[Event]:

@@ -11,7 +11,7 @@ list, so the hot path pays nothing for it (Alertmanager's ``MultiStage``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from forwarder.config import RouteConfig
 from forwarder.model import Event, Outgoing
@@ -53,12 +53,15 @@ class Work:
     """One request's events and what the stages made of them so far.
 
     ``items`` are the alerts to queue; ``refused`` the ones BigPanda would
-    refuse (never also in ``items``).
+    refuse (never also in ``items``). ``alerts`` and ``item_routes`` are, for
+    each item, its alert object and its route (for the state stage).
     """
 
     events: list[Event]
     routes: list[RouteConfig] = field(default_factory=list)
     items: list[Outgoing] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    item_routes: list[RouteConfig] = field(default_factory=list)
     truncations: int = 0
     refused: list[Refused] = field(default_factory=list)
 

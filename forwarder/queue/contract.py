@@ -19,7 +19,16 @@ contract suite in ``tests/queue/test_contract.py`` proves for each:
    rather than grow past ``queue.max_events`` or ``queue.max_bytes``; nothing
    queued is ever evicted to make room. Alerts refused at ingest do not count
    against these bounds.
-5. **Dead letters are kept.** An alert leaves the queue only by delivery or by
+5. **Alert state is atomic with the queue.** An alert given to
+   :meth:`Queue.put` with an :class:`~forwarder.state.Observation` is decided
+   by :func:`forwarder.state.observe` against its identity's stored row, and
+   the row's update commits in the same transaction as the enqueue: an alert
+   is queued if and only if the state says so, and two puts of one identity
+   (from one process or several) are decided one after the other, never
+   both against the same old row. The scheduler's work
+   (:meth:`AlertStates.tick`) is atomic the same way and claims each due
+   row once, across replicas.
+6. **Dead letters are kept.** An alert leaves the queue only by delivery or by
    moving to the dead-letter store, with its reason, in one transaction; dead
    letters can be listed, replayed (back into the queue, afresh) and purged.
 
@@ -38,9 +47,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Literal, Protocol
 
 from forwarder.model import DeadLetter, Entry, Outgoing
+from forwarder.state.record import AlertView, SuppressReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +77,79 @@ class Lease:
 
     entries: list[Entry]
     next_due: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    """What a committed put did: how many alerts it queued and suppressed.
+
+    ``suppressed`` counts by (target, reason). Alerts given as refused are in
+    neither count (they are dead letters).
+    """
+
+    queued: int = 0
+    suppressed: Mapping[tuple[str, SuppressReason], int] = field(default_factory=dict)
+
+    @property
+    def suppressed_total(self) -> int:
+        """Every suppressed alert, whatever its target and reason."""
+        return sum(self.suppressed.values())
+
+
+NOTHING_PUT: Final = PutResult()
+
+
+@dataclass(frozen=True, slots=True)
+class TickResult:
+    """What one scheduler pass did, per target, and when the next row falls due.
+
+    ``more`` says the pass stopped at its limit with due rows left; ``sent``
+    names each alert the pass queued, as (``released`` or ``resolved``,
+    target, identity key), for the log.
+    """
+
+    released: Mapping[str, int] = field(default_factory=dict)
+    resolved: Mapping[str, int] = field(default_factory=dict)
+    expired: int = 0
+    next_due: float | None = None
+    more: bool = False
+    sent: Sequence[tuple[str, str, str]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AlertCounts:
+    """Identities per target in a non-ok status, and flapping (for gauges)."""
+
+    open: Mapping[str, int] = field(default_factory=dict)
+    flapping: Mapping[str, int] = field(default_factory=dict)
+
+
+AlertFilter = Literal["firing", "ok", "flapping"]
+
+
+class AlertStates(Protocol):
+    """The alert-state store: one row per identity (see :mod:`forwarder.state`)."""
+
+    async def list(
+        self, *, status: AlertFilter | None = None, target: str | None = None, limit: int = 100
+    ) -> list[AlertView]:
+        """Identities, most recently seen first; ``firing`` is any status but ``ok``."""
+        ...
+
+    async def counts(self) -> AlertCounts:
+        """Open and flapping identities per target, cheaply at any size (every scrape)."""
+        ...
+
+    async def tick(self, *, limit: int = 1000) -> TickResult:
+        """Do what is due, by the queue's clock: flap releases, auto-resolves, expiry.
+
+        Claims up to ``limit`` rows whose ``due`` time has come, applies
+        :func:`forwarder.state.tick` to each and stores the result and queues
+        what it says, in one transaction per pass; a row is claimed by one
+        caller only, across replicas. Alerts it queues count against the
+        capacity: when they do not fit, their rows stay due for the next pass.
+        """
+        ...
 
 
 class DeadLetters(Protocol):
@@ -114,6 +197,11 @@ class Queue(Protocol):
         ...
 
     @property
+    def alerts(self) -> AlertStates:
+        """The alert-state store of this queue."""
+        ...
+
+    @property
     def description(self) -> str:
         """Where the queue lives, for logs (never a password)."""
         ...
@@ -128,8 +216,12 @@ class Queue(Protocol):
 
     def put(
         self, items: Sequence[Outgoing], refused: Sequence[tuple[Outgoing, str]] = ()
-    ) -> Awaitable[None]:
+    ) -> Awaitable[PutResult]:
         """Commit ``items`` to the queue and each ``refused`` alert to the dead letters, at once.
+
+        An item with a ``state`` observation is queued only if its identity's
+        state says so (invariant 5); the result counts what was queued and
+        what suppressed. Items are decided in order, puts in commit order.
 
         ``refused`` holds alerts the ingest already knows BigPanda cannot
         accept (no primary property, an invalid status, ...), each with its

@@ -1,17 +1,24 @@
 """What both backends share of :meth:`~forwarder.queue.contract.Queue.put`.
 
 A put is gathered into the next group commit as a :class:`Pending`; one that
-needs no commit at all is answered by :func:`settled_put`.
+needs no commit at all is answered by :func:`settled_put`. Inside the commit,
+:func:`decide` runs the alert-state decisions of the whole group, in order,
+against the rows the backend loaded (contract invariant 5).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from forwarder.model import Outgoing
+from forwarder.queue.contract import NOTHING_PUT, PutResult
 from forwarder.queue.errors import QueueUnavailable
+from forwarder.state import AlertState, SuppressReason, observe
+
+StateKey = tuple[str, str, str]
 
 
 @dataclass(slots=True)
@@ -21,12 +28,12 @@ class Pending:
     items: Sequence[Outgoing]
     refused: Sequence[tuple[Outgoing, str]]
     size: int
-    fut: asyncio.Future[None]
+    fut: asyncio.Future[PutResult]
 
 
 def settled_put(
     is_open: bool, items: Sequence[Outgoing], refused: Sequence[tuple[Outgoing, str]]
-) -> asyncio.Future[None] | None:
+) -> asyncio.Future[PutResult] | None:
     """The answer of a :meth:`Queue.put` that needs no commit, for every backend.
 
     A closed queue fails with :class:`~forwarder.queue.errors.QueueUnavailable`
@@ -34,9 +41,64 @@ def settled_put(
     """
     if is_open and (items or refused):
         return None
-    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    fut: asyncio.Future[PutResult] = asyncio.get_running_loop().create_future()
     if not is_open:
         fut.set_exception(QueueUnavailable("queue is closed"))
     else:
-        fut.set_result(None)
+        fut.set_result(NOTHING_PUT)
     return fut
+
+
+def state_keys(puts: Iterable[Sequence[Outgoing]]) -> set[StateKey]:
+    """The state rows a group commit needs: one per identity with an observation."""
+    return {(i.target, i.app_key, i.identity) for items in puts for i in items if i.state}
+
+
+@dataclass(slots=True)
+class Decided:
+    """A group commit after its state decisions.
+
+    ``queue[n]`` is what put ``n`` queues, ``results[n]`` its answer; ``rows``
+    the state rows to store (each identity's last row of the group).
+    """
+
+    queue: list[list[Outgoing]] = field(default_factory=list)
+    results: list[PutResult] = field(default_factory=list)
+    rows: dict[StateKey, AlertState] = field(default_factory=dict)
+
+
+def decide(
+    puts: Iterable[Sequence[Outgoing]], rows: Mapping[StateKey, AlertState | None], now: float
+) -> Decided:
+    """Decide every item of ``puts`` in order against ``rows`` (None: a new identity).
+
+    An item without an observation is queued as it is. ``rows`` is not
+    changed: the updated rows are in the result.
+    """
+    out = Decided()
+    current = out.rows
+    for items in puts:
+        queued: list[Outgoing] = []
+        suppressed: Counter[tuple[str, SuppressReason]] | None = None
+        for item in items:
+            obs = item.state
+            if obs is None:
+                queued.append(item)
+                continue
+            key = (item.target, item.app_key, item.identity)
+            row = current.get(key)
+            if row is None:
+                row = rows.get(key)
+            verdict = observe(row, item, obs, now)
+            current[key] = verdict.row
+            if verdict.queue is not None:
+                queued.append(verdict.queue)
+            elif verdict.suppressed is not None:
+                if suppressed is None:
+                    suppressed = Counter()
+                suppressed[(item.target, verdict.suppressed)] += 1
+        out.queue.append(queued)
+        out.results.append(
+            PutResult(len(queued), dict(suppressed)) if suppressed else PutResult(len(queued))
+        )
+    return out

@@ -1,4 +1,4 @@
-"""The admin API: config reload and the dead-letter store.
+"""The admin API: config reload, the dead-letter store and the alert-state store.
 
 Every admin view needs the ingest credentials when ``server.auth`` is set,
 and goes through the storage contract, so it works on any backend.
@@ -6,13 +6,14 @@ and goes through the storage contract, so it works on any backend.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final, get_args
 
 from aiohttp import web
 
 from forwarder import jsonio
 from forwarder.config import ConfigError
 from forwarder.obs.logs import get_logger
+from forwarder.queue.contract import AlertFilter
 from forwarder.timeparse import parse_duration
 from forwarder.web.auth import authorize
 from forwarder.web.body import read_body
@@ -25,6 +26,7 @@ _log = get_logger()
 MAX_ID = 2**63 - 1
 MAX_LIMIT = 100_000
 MAX_IDS = 10_000  # ids per replay or purge request
+ALERT_FILTERS: Final[tuple[AlertFilter, ...]] = get_args(AlertFilter)
 
 
 def _authorize(request: web.Request) -> None:
@@ -49,6 +51,31 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     items = await request.app[QUEUE].dead_letters.list(target=target, limit=limit)
     now = request.app[CLOCK].time()
     return web.json_response({"dead_letters": [d.summary(now) for d in items]})
+
+
+async def list_alerts(request: web.Request) -> web.Response:
+    """``GET /api/v1/alerts?status=firing|ok|flapping&target=T&limit=N``: identities' state.
+
+    Most recently seen first, read from the store (so any replica answers
+    the same); ``firing`` is any status but ok. Each entry is
+    :meth:`AlertView.to_json <forwarder.state.AlertView.to_json>`: no app key.
+    """
+    _authorize(request)
+    status = _alert_filter(request.query.get("status"))
+    target = request.query.get("target") or None
+    limit = _int_param(request, "limit", 100)
+    views = await request.app[QUEUE].alerts.list(status=status, target=target, limit=limit)
+    return web.json_response({"alerts": [v.to_json() for v in views]})
+
+
+def _alert_filter(text: str | None) -> AlertFilter | None:
+    """``?status=``: one of :data:`ALERT_FILTERS`, or a 400 naming them."""
+    if text is None:
+        return None
+    for name in ALERT_FILTERS:
+        if text == name:
+            return name
+    raise HTTPError(f"status: must be one of {', '.join(ALERT_FILTERS)}")
 
 
 async def show_dead_letter(request: web.Request) -> web.Response:

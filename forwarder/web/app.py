@@ -1,9 +1,11 @@
 """The application factory: builds the aiohttp app from a config.
 
-Resources live in ``cleanup_ctx`` (the queue is opened before the senders
-start and closed after they stop). State is reached through the typed
-``web.AppKey``s of :mod:`forwarder.web.keys`. Signals are not handled here but
-in :mod:`forwarder.cli`, so tests can build and drive the real app.
+Resources live in ``cleanup_ctx``: the queue is opened first and closed
+last; the senders start next, then the alert-state scheduler, which stops
+first at shutdown (so the senders drain what its last pass queued). State is
+reached through the typed ``web.AppKey``s of :mod:`forwarder.web.keys`.
+Signals are not handled here but in :mod:`forwarder.cli`, so tests can build
+and drive the real app.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from forwarder.delivery.deliverer import Deliverer
 from forwarder.obs.logs import Redactor, get_logger
 from forwarder.obs.metrics import Metrics
 from forwarder.queue import Queue, create_queue
+from forwarder.state.scheduler import AlertScheduler
 from forwarder.web.body import BODY_READ_TIMEOUT
 from forwarder.web.keys import (
     BODY_TIMEOUT,
@@ -96,6 +99,7 @@ def create_app(
     setup_routes(app)
     app.cleanup_ctx.append(_queue_ctx)
     app.cleanup_ctx.append(_delivery_ctx)
+    app.cleanup_ctx.append(_scheduler_ctx)
     return app
 
 
@@ -115,3 +119,11 @@ async def _delivery_ctx(app: web.Application) -> AsyncIterator[None]:
     await deliverer.start(app[RUNTIME].current.config)
     yield
     await deliverer.stop(app[RUNTIME].current.config.server.shutdown_timeout)
+
+
+async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The alert-state scheduler runs while the daemon serves (every replica runs one)."""
+    scheduler = AlertScheduler(app[QUEUE].alerts, app[METRICS], app[CLOCK], redactor=app[REDACTOR])
+    scheduler.start()
+    yield
+    await scheduler.stop()

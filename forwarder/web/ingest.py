@@ -19,6 +19,7 @@ from forwarder.obs.logs import debug_enabled, get_logger
 from forwarder.obs.metrics import Metrics, RejectReason
 from forwarder.pipeline import Pipeline, StageError, Work
 from forwarder.queue import QueueFull, QueueUnavailable
+from forwarder.queue.contract import PutResult
 from forwarder.web.auth import authorize
 from forwarder.web.body import body_if_complete, read_body
 from forwarder.web.errors import HTTPError, exception_response, send_and_close
@@ -43,23 +44,31 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
-# The success answer for N accepted events, built once per N.
-_ACCEPTED: dict[int, bytes] = {}
-
-
 _JSON = {"Content-Type": "application/json"}
 
+# The success answers by (queued, suppressed), built once each: during a storm
+# of repeats the same few pairs come back on every request.
+_ANSWERS: dict[tuple[int, int], bytes] = {}
 
-def _accepted(n: int, dead_lettered: int = 0) -> web.Response:
-    """The 200 answer: ``{"accepted": N}``, plus ``"dead_lettered": M`` when alerts were refused."""
+
+def _accepted(put: PutResult, dead_lettered: int = 0) -> web.Response:
+    """The 200 answer: ``{"accepted": N, "suppressed": M}``, plus ``"dead_lettered": K``.
+
+    ``accepted`` counts the alerts queued for delivery, ``suppressed`` those
+    the alert state held back (acknowledged all the same), ``dead_lettered``
+    those refused at mapping time (added only when there are some).
+    """
+    n = put.queued
+    m = put.suppressed_total if put.suppressed else 0
     if dead_lettered:
-        text = b'{"accepted": %d, "dead_lettered": %d}' % (n, dead_lettered)
+        text = b'{"accepted": %d, "suppressed": %d, "dead_lettered": %d}' % (n, m, dead_lettered)
         return web.Response(body=text, headers=_JSON)
-    body = _ACCEPTED.get(n)
+    key = (n, m)
+    body = _ANSWERS.get(key)
     if body is None:
-        body = b'{"accepted": %d}' % n
-        if len(_ACCEPTED) < 1024:
-            _ACCEPTED[n] = body
+        body = b'{"accepted": %d, "suppressed": %d}' % key
+        if len(_ANSWERS) < 1024:
+            _ANSWERS[key] = body
     return web.Response(body=body, headers=_JSON)
 
 
@@ -163,12 +172,18 @@ def _refused(request: web.Request, metrics: Metrics, source: str, processed: Wor
         )
 
 
-def _accounted(metrics: Metrics, source: str, processed: Work, started: float) -> None:
+def _accounted(
+    metrics: Metrics, source: str, processed: Work, put: PutResult, started: float
+) -> None:
     """Metrics and the debug log line of an accepted request."""
+    if put.suppressed:
+        metrics.count_suppressed(put.suppressed)
     if processed.truncations:
         metrics.attribute_truncations.inc(processed.truncations)
         _log.info("attributes_truncated", count=processed.truncations, source=source)
-    # Alerts queued: the refused ones are counted in forwarder_alerts_refused_total.
+    # Alerts accepted, queued or suppressed: the refused ones are counted in
+    # forwarder_alerts_refused_total, the suppressed ones also in
+    # forwarder_alerts_suppressed_total.
     metrics.ingest.record(source, len(processed.items), time.perf_counter() - started)
     if processed.events and debug_enabled():  # one event per request, ids included
         targets = sorted({i.target for i in processed.items})
@@ -181,6 +196,8 @@ def _accounted(metrics: Metrics, source: str, processed: Work, started: float) -
             target=targets[0] if len(targets) == 1 else targets,
             attempt=0,
             status=200,
+            queued=put.queued,
+            suppressed=put.suppressed_total,
         )
 
 
@@ -212,9 +229,11 @@ def _ingest_handler(
             refused = processed.refused
             try:
                 if refused:  # into the dead-letter store, in the same commit
-                    await app[QUEUE].put(processed.items, [(r.item, r.reason) for r in refused])
+                    put = await app[QUEUE].put(
+                        processed.items, [(r.item, r.reason) for r in refused]
+                    )
                 else:
-                    await app[QUEUE].put(processed.items)
+                    put = await app[QUEUE].put(processed.items)
             except QueueFull as exc:
                 raise _unavailable(exc, "queue_full", exc.retry_after) from None
             except QueueUnavailable as exc:
@@ -226,11 +245,11 @@ def _ingest_handler(
             return resp
         except Exception as exc:  # a bug still answers JSON (and is logged)
             return exception_response(request, exc)
-        _accounted(metrics, source, processed, started)
+        _accounted(metrics, source, processed, put, started)
         if refused:
             _refused(request, metrics, source, processed)
-            return _accepted(len(processed.items), len(refused))
-        return _accepted(len(processed.events))
+            return _accepted(put, len(refused))
+        return _accepted(put)
 
     handler.__name__ = handler.__qualname__ = f"ingest_{source}"
     handler.__doc__ = doc

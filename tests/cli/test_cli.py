@@ -32,6 +32,7 @@ def test_every_subcommand_has_a_description_and_every_option_help() -> None:
         "forwarder render",
         "forwarder dlq list",
         "forwarder dlq purge",
+        "forwarder alerts",
     } <= set(parsers)
     missing: list[str] = []
     for name, parser in parsers.items():

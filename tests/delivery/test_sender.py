@@ -43,12 +43,19 @@ def config_text(
     queue: dict[str, Any] | None = None,
     batch: dict[str, Any] | None = None,
     retry: dict[str, Any] | None = None,
+    state: dict[str, Any] | None = None,
     **target: Any,
 ) -> str:
-    """``target_config`` with keys added to or replaced in its queue, batch and retry sections."""
+    """``target_config`` with keys added to or replaced in its queue, batch and retry sections.
+
+    ``state`` becomes the config's ``state`` section: ``{"repeat_interval": 0}``
+    sends every repeat, for tests that post one alert's state several times.
+    """
     doc = yaml.safe_load(target_config(url, **target))
     for section, extra in (("queue", queue), ("batch", batch), ("retry", retry)):
         doc[section].update(extra or {})
+    if state is not None:
+        doc["state"] = state
     return yaml.safe_dump(doc, sort_keys=False)
 
 
@@ -391,7 +398,7 @@ async def test_413_splits_the_batch_until_it_fits(
     client = await make_client(config_text(fake.alerts_url, batch={"max_alerts": 100}))
     checks = [f"split-{i}" for i in range(95)]
     status, doc, _ = await post(client, httppost_rows(checks, [T0 + i for i in range(95)]))
-    assert (status, doc) == (200, {"accepted": 95})
+    assert (status, doc) == (200, {"accepted": 95, "suppressed": 0})
 
     await fake.wait_for(lambda f: set(checks) <= set(f.checks()), timeout=15)
     assert fake.requests[0].status == 413
@@ -512,7 +519,10 @@ async def test_a_204_duplicate_counts_as_delivered(
     """BigPanda's 204 for a duplicate is a delivery: acknowledged, counted, never dead-lettered."""
     fake = fake_bigpanda
     registry = CollectorRegistry()
-    client = await make_client(config_text(fake.alerts_url), registry=registry)
+    # Deduplication off: the second post is the repeat BigPanda itself answers 204.
+    client = await make_client(
+        config_text(fake.alerts_url, state={"repeat_interval": 0}), registry=registry
+    )
     body = kapacitor_alert("dup")
     assert (await post(client, body))[0] == 200
     await fake.wait_for(lambda f: len(f.received) == 1, timeout=10)
@@ -624,7 +634,11 @@ async def test_states_of_one_alert_go_one_per_batch_in_order(
     """Each batch carries one state of an alert, so a failed older state holds the newer ones
     back, and a batch sent again can never bring an older state after a newer one."""
     server = await scripted([503])  # the first state fails once
-    client = await make_client(config_text(server.url, retry={"initial": "50ms", "max": "100ms"}))
+    # Four states of one alert, all the same status: deduplication off so each is queued.
+    cfg = config_text(
+        server.url, retry={"initial": "50ms", "max": "100ms"}, state={"repeat_interval": 0}
+    )
+    client = await make_client(cfg)
     times = [T0 + i for i in range(4)]
     status, _, _ = await post(client, httppost_rows(["X"] * 4, times))
     assert status == 200
@@ -788,7 +802,7 @@ async def test_a_400_for_a_batch_dead_letters_only_the_refused_alerts(
     client = await make_client(config_text(fake.alerts_url))
     checks = [f"bis-{i}" for i in range(10)]
     status, doc, _ = await post(client, httppost_rows(checks, [T0 + i for i in range(10)]))
-    assert (status, doc) == (200, {"accepted": 10})
+    assert (status, doc) == (200, {"accepted": 10, "suppressed": 0})
 
     found = await wait_dead_letters(client, 2)
     await wait_queue_empty(client)

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from forwarder.obs.metrics import REFUSE_REASONS, Metrics
+from forwarder.queue.contract import AlertCounts
 from tests.conftest import APP_KEY, TOKEN, example, target_config
 from tests.fakes.bigpanda import FakeBigPanda, FaultPlan
 
@@ -350,8 +351,9 @@ def test_process_metrics_are_on_the_injected_registry() -> None:
 
 
 def test_new_delivery_series_start_at_zero_for_each_target() -> None:
-    """A target's refused, logged and rate-limited series exist at zero from the start,
-    with one ``forwarder_alerts_refused_total`` per refusal reason."""
+    """A target's refused, logged, rate-limited and alert-state series exist at zero from
+    the start, with one ``forwarder_alerts_refused_total`` per refusal reason and one
+    ``forwarder_alerts_suppressed_total`` per suppression reason."""
     registry = CollectorRegistry()
     Metrics(registry).init_target("bigpanda")
     series = parse_series(generate_latest(registry).decode())
@@ -361,3 +363,26 @@ def test_new_delivery_series_start_at_zero_for_each_target() -> None:
     assert value(series, "forwarder_alerts_logged_total", **TARGET) == 0
     assert value(series, "forwarder_target_rate_limited", **TARGET) == 0
     assert value(series, "forwarder_delivery_failures_total", reason="redirect", **TARGET) == 0
+    for why in ("duplicate", "flapping"):
+        assert value(series, "forwarder_alerts_suppressed_total", reason=why, **TARGET) == 0
+    assert value(series, "forwarder_alerts_auto_resolved_total", **TARGET) == 0
+    assert value(series, "forwarder_alerts_flap_released_total", **TARGET) == 0
+
+
+async def test_alert_gauges_show_configured_targets_and_any_the_store_counts() -> None:
+    """``forwarder_alerts_open`` and ``_flapping`` show every configured target (0 when it has
+    none) and also a target only the store knows (its route was removed), so no identity
+    the store keeps is hidden."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+
+    async def read() -> AlertCounts:
+        return AlertCounts(open={"gone": 2, "bigpanda": 1}, flapping={"gone": 1})
+
+    before = parse_series(generate_latest(registry).decode())
+    assert not any(name.startswith("forwarder_alerts_open") for name, _ in before)
+    await metrics.alerts.refresh(read, ["bigpanda", "quiet"])
+    series = parse_series(generate_latest(registry).decode())
+    for target, opened, flapping in (("bigpanda", 1, 0), ("quiet", 0, 0), ("gone", 2, 1)):
+        assert value(series, "forwarder_alerts_open", target=target) == opened
+        assert value(series, "forwarder_alerts_flapping", target=target) == flapping

@@ -14,6 +14,7 @@ import pytest
 
 from forwarder import jsonio
 from forwarder.queue import Lease, QueueFull, QueueUnavailable
+from forwarder.queue.contract import PutResult
 from tests.fakes.clock import FakeClock
 from tests.queue.conftest import (
     KEY,
@@ -309,7 +310,7 @@ async def test_concurrent_puts_cannot_overshoot_the_limit(
     results = await asyncio.gather(
         *(q.put([item(f"c{i}")]) for i in range(25)), return_exceptions=True
     )
-    assert sum(r is None for r in results) == 10
+    assert sum(isinstance(r, PutResult) for r in results) == 10
     assert sum(isinstance(r, QueueFull) for r in results) == 15
     assert backend.rows("queue") == 10
 

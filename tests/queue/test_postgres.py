@@ -26,6 +26,7 @@ from forwarder.clock import SYSTEM_CLOCK, Clock
 from forwarder.config import QueueConfig
 from forwarder.config.secrets import Secret
 from forwarder.queue import QueueFull, QueueUnavailable, create_queue
+from forwarder.queue.contract import PutResult
 from forwarder.queue.errors import QueueMissing, QueueOpenError
 from forwarder.queue.postgres import PostgresQueue, schema
 from tests.fakes.clock import FakeClock
@@ -175,8 +176,8 @@ async def test_capacity_holds_across_replicas(postgres_dsn: str) -> None:
     results = await asyncio.gather(
         *(qs[i % 3].put([item(f"c{i}")]) for i in range(30)), return_exceptions=True
     )
-    assert sum(r is None for r in results) == 10
-    assert all(isinstance(r, QueueFull) for r in results if r is not None)
+    assert sum(isinstance(r, PutResult) for r in results) == 10
+    assert all(isinstance(r, QueueFull) for r in results if not isinstance(r, PutResult))
     assert (await qs[1].stats()).events == 10
     for q in qs:
         await q.close()

@@ -24,6 +24,7 @@ import pytest
 from forwarder.config import QueueConfig
 from forwarder.model import Identity
 from forwarder.queue import QueueFull, QueueLocked, QueueUnavailable
+from forwarder.queue.contract import PutResult
 from forwarder.queue.errors import QueueOpenError
 from forwarder.queue.putting import Pending
 from forwarder.queue.sqlite import SQLiteQueue
@@ -42,9 +43,10 @@ class CountingQueue(SQLiteQueue):
         super().__init__(cfg, clock=clock)
         self.commits: list[int] = []
 
-    def _insert(self, batch: Sequence[Pending]) -> None:
-        super()._insert(batch)
+    def _insert(self, batch: Sequence[Pending]) -> list[PutResult]:
+        results = super()._insert(batch)
         self.commits.append(sum(len(p.items) for p in batch))
+        return results
 
 
 def rows(path: Path, table: str = "queue") -> int:

@@ -34,7 +34,7 @@ from tests.conftest import (
     write_config,
 )
 from tests.fakes.clock import FakeClock
-from tests.web.conftest import Served, exchange
+from tests.web.conftest import Client, Served, exchange
 
 DAY = 86400.0
 
@@ -329,3 +329,180 @@ async def test_purge_older_than_must_be_a_duration_string(
     resp = await client.post("/api/v1/dead-letters/purge", data=body)
     assert resp.status == 400
     assert (await resp.json())["error"].startswith("older_than: must be a duration string")
+
+
+# --------------------------------------------------------------------------- the alert-state API
+
+START = 1_700_000_000.0
+
+ALERTS_CONFIG = f"""
+server:
+  listen: 127.0.0.1:0
+  shutdown_timeout: 2s
+queue:
+  path: queue.db
+  synchronous: normal
+targets:
+  bigpanda:
+    kind: alerts_v2
+    url: http://127.0.0.1:9/data/v2/alerts
+    token: {TOKEN}
+    app_key: {APP_KEY}
+  other:
+    kind: log
+routes:
+  - name: other
+    target: other
+    match:
+      task: other
+  - name: default
+    target: bigpanda
+state:
+  flap:
+    transitions: 2
+    window: 10m
+    hold: 5m
+"""
+
+
+def kapacitor(check: str, level: str, host: str = "serverA") -> bytes:
+    """A Kapacitor alert-handler body for ``check`` on ``host`` at ``level``."""
+    body: dict[str, Any] = json.loads(example("kapacitor-alert-critical.json"))
+    body.update(id=check, level=level)
+    body["data"]["series"][0]["tags"]["host"] = host
+    return json.dumps(body).encode()
+
+
+@pytest.fixture
+async def alerts_client(served: Served) -> Client:
+    """The app with four identities in the store, posted at known times (the clock is
+    stopped: senders never send), most recently seen first:
+
+    cpu-high (firing, one repeat suppressed), net-down (firing, target ``other``),
+    flappy (ok, flapping), disk-ok (ok).
+    """
+    clock = FakeClock(START)
+    client = await served(ALERTS_CONFIG, clock=clock)
+
+    async def post(path: str, body: bytes, answer: dict[str, int]) -> None:
+        resp = await client.post(path, data=body)
+        assert (resp.status, await resp.json()) == (200, answer)
+
+    sent = {"accepted": 1, "suppressed": 0}
+    await post("/kapacitor", kapacitor("cpu-high", "CRITICAL"), sent)
+    clock.advance(10)
+    await post("/kapacitor", kapacitor("disk-ok", "OK", host="serverB"), sent)
+    clock.advance(10)
+    for level in ("CRITICAL", "OK", "CRITICAL", "OK"):  # the third change: flapping
+        await post("/kapacitor", kapacitor("flappy", level, host="serverC"), sent)
+        clock.advance(1)
+    clock.advance(10)
+    await post("/kapacitor/other", kapacitor("net-down", "CRITICAL", host="serverD"), sent)
+    clock.advance(10)
+    await post("/kapacitor", kapacitor("cpu-high", "CRITICAL"), {"accepted": 0, "suppressed": 1})
+    return client
+
+
+async def alert_list(client: Client, query: str = "") -> list[dict[str, Any]]:
+    """``GET /api/v1/alerts?QUERY``: the list, after checking the answer's shape."""
+    resp = await client.get(f"/api/v1/alerts{query}")
+    text = await resp.text()
+    assert resp.status == 200, text
+    assert TOKEN not in text
+    assert APP_KEY not in text
+    doc = json.loads(text)
+    assert list(doc) == ["alerts"]
+    items: list[dict[str, Any]] = doc["alerts"]
+    return items
+
+
+async def test_alerts_lists_each_identity_most_recently_seen_first(alerts_client: Client) -> None:
+    """Every identity, with check, host, status, since, last seen and sent, flapping and
+    suppressed count, and never the app key."""
+    items = await alert_list(alerts_client)
+    assert [i["check"] for i in items] == ["cpu-high", "net-down", "flappy", "disk-ok"]
+    by_check = {i["check"]: i for i in items}
+    assert set(by_check["cpu-high"]) == {
+        "target",
+        "check",
+        "host",
+        "primary",
+        "status",
+        "since",
+        "first_seen",
+        "last_seen",
+        "last_sent",
+        "flapping",
+        "suppressed",
+        "recent_transitions",
+    }
+    cpu = by_check["cpu-high"]
+    assert (cpu["target"], cpu["host"], cpu["primary"]) == ("bigpanda", "serverA", "serverA")
+    assert (cpu["status"], cpu["flapping"], cpu["suppressed"]) == ("critical", False, 1)
+    assert cpu["since"] == cpu["first_seen"] == cpu["last_sent"] == START
+    assert cpu["last_seen"] == START + 44
+    flappy = by_check["flappy"]
+    assert (flappy["status"], flappy["flapping"], flappy["suppressed"]) == ("ok", True, 0)
+    assert flappy["recent_transitions"] == 3
+    assert flappy["since"] == flappy["last_seen"] == flappy["last_sent"] == START + 23
+    assert by_check["net-down"]["target"] == "other"
+    assert (by_check["disk-ok"]["status"], by_check["disk-ok"]["host"]) == ("ok", "serverB")
+
+
+@pytest.mark.parametrize(
+    ("query", "checks"),
+    [
+        pytest.param("?status=firing", ["cpu-high", "net-down"], id="firing"),
+        pytest.param("?status=ok", ["flappy", "disk-ok"], id="ok"),
+        pytest.param("?status=flapping", ["flappy"], id="flapping"),
+        pytest.param("?target=other", ["net-down"], id="target"),
+        pytest.param("?target=nowhere", [], id="unknown-target"),
+        pytest.param("?status=firing&target=bigpanda", ["cpu-high"], id="firing-and-target"),
+        pytest.param("?limit=2", ["cpu-high", "net-down"], id="limit"),
+        pytest.param("?status=ok&limit=1", ["flappy"], id="ok-and-limit"),
+        pytest.param("?limit=100000&target=", ["cpu-high", "net-down", "flappy", "disk-ok"]),
+    ],
+)
+async def test_alerts_filters_by_status_and_target_and_limit(
+    alerts_client: Client, query: str, checks: list[str]
+) -> None:
+    """``status`` (firing is any status but ok), ``target`` and ``limit`` narrow the list."""
+    assert [i["check"] for i in await alert_list(alerts_client, query)] == checks
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        ("?status=bogus", "status: must be one of firing, ok, flapping"),
+        ("?status=FIRING", "status: must be one of firing, ok, flapping"),
+        ("?status=", "status: must be one of firing, ok, flapping"),
+        ("?limit=0", "limit: must be a whole number from 1 to 100000"),
+        ("?limit=100001", "limit: must be a whole number from 1 to 100000"),
+        ("?limit=ten", "limit: must be a whole number from 1 to 100000"),
+        ("?limit=%C2%B2", "limit: must be a whole number from 1 to 100000"),
+    ],
+)
+async def test_alerts_refuses_bad_parameters_with_a_json_400(
+    served: Served, query: str, error: str
+) -> None:
+    """A bad parameter is a JSON 400 naming it and what it takes, never a 500."""
+    client = await served()
+    raw = f"GET /api/v1/alerts{query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    status, headers, body = await exchange(client, raw)
+    assert status == 400, body
+    assert headers["content-type"].startswith("application/json")
+    assert json.loads(body) == {"error": error}
+
+
+async def test_alerts_needs_the_ingest_credentials_when_auth_is_set(served: Served) -> None:
+    """Like the dead-letter API: 401 without credentials, the list with them."""
+    token = "admin-bearer-0c4e1d"
+    text = ALERTS_CONFIG.replace(
+        "  shutdown_timeout: 2s\n", f"  shutdown_timeout: 2s\n  auth:\n    bearer_token: {token}\n"
+    )
+    client = await served(text)
+    resp = await client.get("/api/v1/alerts")
+    assert resp.status == 401
+    assert "error" in await resp.json()
+    resp = await client.get("/api/v1/alerts", headers={"Authorization": f"Bearer {token}"})
+    assert (resp.status, await resp.json()) == (200, {"alerts": []})

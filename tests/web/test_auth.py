@@ -78,7 +78,7 @@ async def test_bearer_token_is_accepted(app_from_file: AppFactory) -> None:
         "/kapacitor", data=ALERT, headers={"Authorization": f"Bearer {BEARER}"}
     )
     assert resp.status == 200
-    assert await resp.json() == {"accepted": 1}
+    assert await resp.json() == {"accepted": 1, "suppressed": 0}
     assert await rejected_unauthorized(client) == 0
 
 

@@ -1,6 +1,6 @@
 """The ingest endpoints of the real app, on loopback, fed the real sample payload files.
 
-Every success is exactly 200 ``{"accepted": N}``; every refusal is a 4xx with
+Every success is exactly 200 ``{"accepted": N, "suppressed": M}``; every refusal is a 4xx with
 ``{"error": "<what and where>"}``; nothing a client sends gives a 500, and the
 server keeps answering afterwards.
 """
@@ -58,9 +58,13 @@ async def post(
 
 
 async def assert_still_serving(client: Client) -> None:
-    """The server still accepts a good event after whatever came before."""
+    """The server still accepts a good event after whatever came before.
+
+    Accepted means queued, or suppressed as a repeat when the test posted it before.
+    """
     status, body = await post(client, "/kapacitor", CRITICAL)
-    assert (status, body) == (200, {"accepted": 1})
+    assert status == 200
+    assert body in ({"accepted": 1, "suppressed": 0}, {"accepted": 0, "suppressed": 1})
 
 
 # --------------------------------------------------------------------------- success
@@ -69,15 +73,25 @@ async def assert_still_serving(client: Client) -> None:
 @pytest.mark.parametrize(
     ("path", "payload", "answer"),
     [
-        pytest.param("/kapacitor", CRITICAL, {"accepted": 1}, id="kapacitor-critical"),
+        pytest.param(
+            "/kapacitor", CRITICAL, {"accepted": 1, "suppressed": 0}, id="kapacitor-critical"
+        ),
         # No host tag, so no primary property: BigPanda would refuse it, so it goes
         # straight to the dead-letter store and the answer says so (issue 10, part 2).
         pytest.param(
-            "/kapacitor", MINIMAL, {"accepted": 0, "dead_lettered": 1}, id="kapacitor-minimal"
+            "/kapacitor",
+            MINIMAL,
+            {"accepted": 0, "suppressed": 0, "dead_lettered": 1},
+            id="kapacitor-minimal",
         ),
-        pytest.param("/kapacitor/cpu_alert", CRITICAL, {"accepted": 1}, id="kapacitor-with-task"),
-        pytest.param("/kapacitor", HTTPPOST, {"accepted": 1}, id="httppost-row"),
-        pytest.param("/influxdb", INFLUX, {"accepted": 1}, id="influxdb"),
+        pytest.param(
+            "/kapacitor/cpu_alert",
+            CRITICAL,
+            {"accepted": 1, "suppressed": 0},
+            id="kapacitor-with-task",
+        ),
+        pytest.param("/kapacitor", HTTPPOST, {"accepted": 1, "suppressed": 0}, id="httppost-row"),
+        pytest.param("/influxdb", INFLUX, {"accepted": 1, "suppressed": 0}, id="influxdb"),
     ],
 )
 @pytest.mark.parametrize(
@@ -95,7 +109,8 @@ async def test_each_sample_is_accepted_with_exactly_200(
     answer: dict[str, int],
     content_type: str,
 ) -> None:
-    """Each real sample gets exactly 200 {"accepted": N}, whatever the Content-Type says."""
+    """Each real sample gets exactly 200 {"accepted": N, "suppressed": 0}, whatever the
+    Content-Type says."""
     client = await make_client(HTTPPOST_CONFIG)
     status, body = await post(client, path, payload, {"Content-Type": content_type})
     assert status == 200
@@ -122,7 +137,7 @@ async def test_body_without_content_type_is_accepted(
     ).encode() + payload
     status, _, body = await exchange(client, request)
     assert status == 200
-    assert json.loads(body) == {"accepted": 1}
+    assert json.loads(body) == {"accepted": 1, "suppressed": 0}
 
 
 async def test_httppost_batch_counts_every_row(client: Client) -> None:
@@ -147,7 +162,7 @@ async def test_httppost_batch_counts_every_row(client: Client) -> None:
         ]
     }
     status, answer = await post(client, "/kapacitor", json.dumps(body).encode())
-    assert (status, answer) == (200, {"accepted": 3})
+    assert (status, answer) == (200, {"accepted": 3, "suppressed": 0})
 
 
 # --------------------------------------------------------------------------- task name
@@ -438,7 +453,7 @@ async def test_body_at_the_limit_is_accepted(make_client: ClientFactory) -> None
     padded = with_changes(CRITICAL, message="y" * (1024 - len(base)))
     assert len(padded) == 1024
     status, body = await post(client, "/kapacitor", padded)
-    assert (status, body) == (200, {"accepted": 1})
+    assert (status, body) == (200, {"accepted": 1, "suppressed": 0})
 
 
 async def test_chunked_body_within_the_limit_is_accepted(make_client: ClientFactory) -> None:
@@ -451,7 +466,7 @@ async def test_chunked_body_within_the_limit_is_accepted(make_client: ClientFact
 
     resp = await client.post("/kapacitor", data=chunks())
     assert resp.status == 200
-    assert await resp.json() == {"accepted": 1}
+    assert await resp.json() == {"accepted": 1, "suppressed": 0}
 
 
 # --------------------------------------------------------------------------- routing errors
@@ -493,7 +508,7 @@ async def test_nothing_a_client_sends_stops_the_server(client: Client) -> None:
         assert 400 <= resp.status < 500
         await resp.read()
     status, body = await post(client, "/influxdb", INFLUX)
-    assert (status, body) == (200, {"accepted": 1})
+    assert (status, body) == (200, {"accepted": 1, "suppressed": 0})
     await assert_still_serving(client)
 
 
@@ -512,7 +527,7 @@ async def test_a_trailing_slash_is_the_same_endpoint(
 ) -> None:
     """``POST /kapacitor/`` is ``POST /kapacitor`` (no task from the path), not a 404."""
     status, body = await post(delivering_client, path, payload)
-    assert (status, body) == (200, {"accepted": 1})
+    assert (status, body) == (200, {"accepted": 1, "suppressed": 0})
     resp = await delivering_client.get(path)
     assert resp.status == 405
 
@@ -522,7 +537,7 @@ async def test_a_trailing_slash_after_the_task_names_the_task(
 ) -> None:
     """``POST /kapacitor/cpu_alert/`` is task ``cpu_alert``, as without the slash."""
     status, body = await post(delivering_client, "/kapacitor/cpu_alert/", CRITICAL)
-    assert (status, body) == (200, {"accepted": 1})
+    assert (status, body) == (200, {"accepted": 1, "suppressed": 0})
     await fake_bigpanda.wait_for(lambda f: len(f.received) == 1, timeout=10)
     assert str(fake_bigpanda.received[0].alert["task"]).startswith("cpu_alert:")
 
@@ -605,7 +620,7 @@ async def test_an_empty_httppost_batch_is_200_with_nothing_accepted(
 ) -> None:
     """A batch whose ``|where()`` filtered out every point is not an error (issue 10, part 1)."""
     status, body = await post(client, "/kapacitor", payload)
-    assert (status, body) == (200, {"accepted": 0})
+    assert (status, body) == (200, {"accepted": 0, "suppressed": 0})
 
 
 async def test_alert_bigpanda_would_refuse_is_dead_lettered_and_the_rest_accepted(
@@ -634,7 +649,7 @@ async def test_alert_bigpanda_would_refuse_is_dead_lettered_and_the_rest_accepte
     ).encode()
     with structlog.testing.capture_logs() as logs:
         status, answer = await post(client, "/kapacitor/cpu_alert", body)
-    assert (status, answer) == (200, {"accepted": 1, "dead_lettered": 1})
+    assert (status, answer) == (200, {"accepted": 1, "suppressed": 0, "dead_lettered": 1})
     received = {"source": "kapacitor"}
     # Received counts what was queued; the refused one is counted below, not twice.
     assert registry.get_sample_value("forwarder_events_received_total", received) == 1.0
@@ -653,6 +668,86 @@ async def test_alert_bigpanda_would_refuse_is_dead_lettered_and_the_rest_accepte
 
 
 async def test_empty_httppost_batch_is_accepted_with_zero(client: Client) -> None:
-    """A batch |where() emptied (series without values) is 200 {"accepted": 0}, not a 400."""
+    """A batch |where() emptied (series without values) is 200 with nothing accepted, not a 400."""
     body = b'{"series":[{"name":"cpu","tags":{"host":"a"}}]}'
-    assert await post(client, "/kapacitor", body) == (200, {"accepted": 0})
+    assert await post(client, "/kapacitor", body) == (200, {"accepted": 0, "suppressed": 0})
+
+
+# --------------------------------------------------------------------------- alert state
+
+FLAP_CONFIG = BASE_CONFIG + "state:\n  flap:\n    transitions: 2\n    window: 10m\n    hold: 5m\n"
+
+
+def suppressed(registry: CollectorRegistry, reason: str) -> float | None:
+    """``forwarder_alerts_suppressed_total`` of the test target for ``reason``."""
+    labels = {"target": "bigpanda", "reason": reason}
+    return registry.get_sample_value("forwarder_alerts_suppressed_total", labels)
+
+
+async def test_a_repeat_is_acknowledged_as_suppressed_and_counted(
+    make_client: ClientFactory,
+) -> None:
+    """The same alert again is 200 with ``suppressed: 1`` and nothing queued; a status change
+    goes out at once; each suppressed alert is counted with reason ``duplicate``."""
+    registry = CollectorRegistry()
+    client = await make_client(BASE_CONFIG, registry=registry)
+    assert await post(client, "/kapacitor", CRITICAL) == (200, {"accepted": 1, "suppressed": 0})
+    for _ in range(3):
+        assert await post(client, "/kapacitor", CRITICAL) == (
+            200,
+            {"accepted": 0, "suppressed": 1},
+        )
+    recovered = with_changes(CRITICAL, level="OK")
+    assert await post(client, "/kapacitor", recovered) == (200, {"accepted": 1, "suppressed": 0})
+    # Received counts every accepted alert, queued or suppressed.
+    assert (
+        registry.get_sample_value("forwarder_events_received_total", {"source": "kapacitor"}) == 5
+    )
+    assert suppressed(registry, "duplicate") == 3
+    assert suppressed(registry, "flapping") == 0
+
+
+async def test_a_batch_answers_queued_suppressed_and_dead_lettered_apart(
+    make_client: ClientFactory,
+) -> None:
+    """One httpPost body with a new row, a repeat and a row BigPanda would refuse:
+    each is counted in its own field of the answer."""
+    client = await make_client(BASE_CONFIG)
+    row = {
+        "name": "cpu",
+        "tags": {"host": "a"},
+        "columns": ["time", "level", "value"],
+        "values": [["1971-01-01T00:00:00Z", "CRITICAL", 1]],
+    }
+    status, answer = await post(client, "/kapacitor/cpu", json.dumps({"series": [row]}).encode())
+    assert (status, answer) == (200, {"accepted": 1, "suppressed": 0})
+    no_host = {**row, "tags": {}}
+    other = {**row, "tags": {"host": "b"}}
+    body = json.dumps({"series": [row, no_host, other]}).encode()
+    status, answer = await post(client, "/kapacitor/cpu", body)
+    assert (status, answer) == (200, {"accepted": 1, "suppressed": 1, "dead_lettered": 1})
+
+
+async def test_changes_held_while_flapping_are_counted_as_flapping(
+    make_client: ClientFactory,
+) -> None:
+    """With ``flap.transitions: 2``, the third change in the window is sent (flapping) and
+    the next one is held: 200 ``suppressed: 1``, counted with reason ``flapping``."""
+    registry = CollectorRegistry()
+    client = await make_client(FLAP_CONFIG, registry=registry)
+    ok = with_changes(CRITICAL, level="OK")
+    for body in (CRITICAL, ok, CRITICAL, ok):  # the fourth is the third change: sent
+        assert await post(client, "/kapacitor", body) == (200, {"accepted": 1, "suppressed": 0})
+    assert await post(client, "/kapacitor", CRITICAL) == (200, {"accepted": 0, "suppressed": 1})
+    assert suppressed(registry, "flapping") == 1
+    assert suppressed(registry, "duplicate") == 0
+
+
+async def test_repeat_interval_zero_queues_every_repeat(make_client: ClientFactory) -> None:
+    """``state.repeat_interval: 0`` turns deduplication off: every repeat is queued."""
+    client = await make_client(BASE_CONFIG + "state:\n  repeat_interval: 0\n")
+    for _ in range(3):
+        assert await post(client, "/kapacitor", CRITICAL) == (
+            200,
+            {"accepted": 1, "suppressed": 0},
+        )

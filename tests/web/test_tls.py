@@ -93,7 +93,7 @@ async def test_daemon_serves_https_with_the_configured_certificate(
             f"{https}/kapacitor", data=example("kapacitor-alert-critical.json")
         ) as resp:
             assert resp.status == 200
-            assert await resp.json() == {"accepted": 1}
+            assert await resp.json() == {"accepted": 1, "suppressed": 0}
         async with session.get(f"{https}/metrics") as resp:
             assert "forwarder_events_received_total" in await resp.text()
 

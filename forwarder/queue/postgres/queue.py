@@ -7,6 +7,18 @@ The capacity check, the per-identity order and the counters are all kept by
 the server-side functions in :mod:`forwarder.queue.postgres.schema`, so they
 hold across replicas.
 
+A commit with alert-state observations is decided in Python by
+:mod:`forwarder.state` (as on SQLite) against rows read from the database,
+and written with the alerts it queues in one transaction (contract
+invariant 5). One or two round trips when nothing interferes: read the rows
+(unlocked, with their ``xmin``; the rows this replica wrote last are cached
+with theirs), then ``put_states`` takes the ``in`` totals lock that every put
+and scheduler pass of every replica takes first, checks that the admission
+and every row are as they were decided on, and applies. When
+another replica or a scheduler pass changed one meanwhile, the commit decides
+again; after a few conflicts it decides under the lock instead (four round
+trips: BEGIN, ``put_begin``, ``state_apply``, COMMIT), so it always completes.
+
 Lease and retry deadlines are stamped with this process's clock, as with
 SQLite; replicas of one deployment therefore need synchronised clocks (NTP),
 and a skew of a few seconds only moves when an expired lease is taken over.
@@ -20,7 +32,8 @@ attempts back off for up to two seconds, and the pool reconnects by itself.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import itertools
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
@@ -28,7 +41,7 @@ import asyncpg
 from forwarder.clock import SYSTEM_CLOCK, Clock
 from forwarder.config import QueueConfig
 from forwarder.model import Entry, Outgoing
-from forwarder.queue.contract import Lease, QueueStats
+from forwarder.queue.contract import Lease, PutResult, QueueStats
 from forwarder.queue.errors import QueueFull, QueueOpenError, QueueUnavailable
 from forwarder.queue.postgres import schema
 from forwarder.queue.postgres.batch import no_reset, pg_text, put_args
@@ -41,8 +54,20 @@ from forwarder.queue.postgres.connect import (
 )
 from forwarder.queue.postgres.deadletters import PostgresDeadLetters
 from forwarder.queue.postgres.session import Session, target_key
+from forwarder.queue.postgres.states import (
+    APPLY,
+    LOAD_STATES,
+    PUT_BEGIN,
+    PUT_STATES,
+    PostgresAlertStates,
+    StateKey,
+    apply_args,
+    from_record,
+    stored_key,
+)
 from forwarder.queue.postgres.stats import STATS_SQL, stats_from_counters
-from forwarder.queue.putting import Pending, settled_put
+from forwarder.queue.putting import Pending, decide, settled_put, state_keys
+from forwarder.state import AlertState
 
 R = TypeVar("R")
 
@@ -50,13 +75,17 @@ _PUT = "SELECT forwarder.put_batch(" + ",".join(f"${i}" for i in range(1, 19)) +
 _LEASE = "SELECT * FROM forwarder.lease($1, $2, $3, $4, $5)"
 _REMOVE = "SELECT forwarder.remove($1::bigint[], $2, $3, $4, $5, $6)"
 _MAX_BACKOFF = 2.0
+# Rows the state cache keeps (the most recently written): the repeating series of
+# a storm fit; beyond it a commit reads the rows it misses (one more round trip).
+_STATE_CACHE_ROWS = 10_000
 
 
 class PostgresQueue:
     """The queue and dead-letter store in a PostgreSQL database (:class:`~forwarder.queue.Queue`).
 
     ``dsn`` is a ``postgresql://`` URI. ``admin`` opens an existing queue for
-    the dead-letter commands beside running replicas: no migration, no
+    the dead-letter and alert commands beside running replicas: no migration
+    (an older schema is used as it is, see :func:`schema.migrate`), no
     session. Opening retries an unreachable server for ``open_timeout``
     seconds, then fails with :class:`QueueOpenError`, as it does at once for
     errors retrying cannot fix.
@@ -94,7 +123,16 @@ class PostgresQueue:
         self._own_backends: set[int] = set()
         self.last_error: str | None = None
         self.is_open = False
+        self.schema_version = schema.VERSION  # an admin open may find an older one
         self.dead_letters = PostgresDeadLetters(self)
+        self.alerts = PostgresAlertStates(self)
+        # Optimistic tries of a group commit with states before it decides under the lock.
+        self.optimistic_tries = 3
+        # State rows as this replica last wrote them, with their version (xmin): a
+        # commit whose identities are all here skips reading them. Never trusted
+        # blindly: put_states checks each version under the lock.
+        self._states: dict[StateKey, tuple[AlertState, str]] = {}
+        self.state_cache_rows = _STATE_CACHE_ROWS
 
     @property
     def description(self) -> str:
@@ -129,7 +167,9 @@ class PostgresQueue:
         while True:
             try:
                 async with pool.acquire() as conn:
-                    await schema.migrate(conn, admin=self.admin, where=self.description)
+                    self.schema_version = await schema.migrate(
+                        conn, admin=self.admin, where=self.description
+                    )
                 break
             except QueueOpenError:
                 await self._close_pool()
@@ -180,10 +220,22 @@ class PostgresQueue:
         or role set to ``synchronous_commit = off`` would answer a commit before
         its WAL is flushed, so such a session is raised to ``on``. Any other
         setting (``remote_apply``, ``local``…) is the operator's choice and stays.
+
+        The state functions read rows after waiting for the ``in`` lock and
+        rely on that read seeing every commit before the lock was granted,
+        which READ COMMITTED gives (a fresh snapshot per statement); a stricter
+        default isolation would date an implicit transaction's snapshot from
+        before the wait, so such a session is set back to READ COMMITTED.
         """
         self._own_backends.add(conn.get_server_pid())
-        if await conn.fetchval("SHOW synchronous_commit") == "off":
+        sync, isolation = await conn.fetchrow(
+            "SELECT current_setting('synchronous_commit'),"
+            " current_setting('default_transaction_isolation')"
+        )
+        if sync == "off":
             await conn.execute("SET synchronous_commit = on")
+        if isolation != "read committed":
+            await conn.execute("SET default_transaction_isolation = 'read committed'")
 
     def _notified(self, target: str, pid: int) -> None:
         """Another replica committed work for ``target`` (our own commits set the event already)."""
@@ -241,11 +293,12 @@ class PostgresQueue:
 
     def put(
         self, items: Sequence[Outgoing], refused: Sequence[tuple[Outgoing, str]] = ()
-    ) -> asyncio.Future[None]:
+    ) -> asyncio.Future[PutResult]:
         """Commit ``items`` (and dead-letter ``refused``) durably, all or none.
 
-        The future fails with :class:`QueueFull` when the deployment-wide
-        bounds would be exceeded, and with :class:`QueueUnavailable` when the
+        The future completes with what the put queued and suppressed
+        (contract invariant 5), or fails with :class:`QueueFull` when the
+        deployment-wide bounds would be exceeded, and with :class:`QueueUnavailable` when the
         database cannot commit. A plain function returning a future, as the
         SQLite backend's, so the ingest hot path saves a coroutine frame.
         """
@@ -253,7 +306,7 @@ class PostgresQueue:
         if settled is not None:
             return settled
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
+        fut: asyncio.Future[PutResult] = loop.create_future()
         size = 0
         for i in items:
             size += len(i.payload)
@@ -271,22 +324,30 @@ class PostgresQueue:
         self._commit_task = asyncio.get_running_loop().create_task(self._commit(batch))
 
     async def _commit(self, batch: list[Pending]) -> None:
-        args = put_args(batch, self._clock.time(), self.cfg.max_events, self.cfg.max_bytes)
+        now = self._clock.time()
         try:
-            ok = await self.call(lambda conn: conn.fetchval(_PUT, *args))
+            if any(i.state is not None for p in batch for i in p.items):
+                results, targets = await self.call(lambda conn: self._put_states(conn, batch, now))
+            else:
+                args = put_args(batch, now, self.cfg.max_events, self.cfg.max_bytes)
+                ok = await self.call(lambda conn: conn.fetchval(_PUT, *args))
+                results = [
+                    PutResult(len(p.items)) if a else None for p, a in zip(batch, ok, strict=True)
+                ]
+                targets = {i.target for p, a in zip(batch, ok, strict=True) if a for i in p.items}
         except QueueUnavailable as exc:
+            # The commit may have happened all the same (a connection lost after
+            # COMMIT): what the cache holds may no longer be what is stored.
+            self._states.clear()
             for p in batch:
                 if not p.fut.done():
                     p.fut.set_exception(QueueUnavailable(str(exc)))
         else:
-            targets: set[str] = set()
-            for p, accepted in zip(batch, ok, strict=True):
-                if accepted:
-                    targets.update(i.target for i in p.items)
+            for p, result in zip(batch, results, strict=True):
                 if p.fut.done():
                     continue  # the client went away; the alerts are committed all the same
-                if accepted:
-                    p.fut.set_result(None)
+                if result is not None:
+                    p.fut.set_result(result)
                 else:
                     p.fut.set_exception(
                         QueueFull(
@@ -302,6 +363,142 @@ class PostgresQueue:
         self._committing = False
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
+
+    async def _put_states(
+        self, conn: Any, batch: list[Pending], now: float
+    ) -> tuple[list[PutResult | None], set[str]]:
+        """One group commit with alert states (see the module docstring).
+
+        Admission is decided on all of a put's items, before deduplication, as
+        ``put_batch`` decides it: a refused put changes no state row. Returns
+        each put's result (None: refused, queue full) and the targets queued to.
+
+        First optimistically, in two round trips and without holding the
+        ``in`` lock across the network: read the rows, decide, and let
+        ``put_states`` apply the decisions under the lock if neither the
+        admission nor any row changed meanwhile. Only another replica's commit
+        or a scheduler pass on the same identities can change them; after
+        :attr:`optimistic_tries` such conflicts the locked path
+        (:meth:`_put_states_locked`) decides under the lock, so a put always
+        completes.
+        """
+        keys = state_keys(p.items for p in batch)
+        by_stored: dict[StateKey, StateKey] = {stored_key(*k): k for k in keys}
+        kt, kk, ki = ([k[n] for k in by_stored] for n in range(3))
+        events = [len(p.items) for p in batch]
+        sizes = [p.size for p in batch]
+        cfg = self.cfg
+        cache = self._states
+        assume = [True] * len(batch)
+        stale = False
+        for _ in range(self.optimistic_tries):
+            if stale:
+                for k in keys:
+                    cache.pop(k, None)
+            missing = [k for k in by_stored.items() if k[1] not in cache]
+            found: dict[StateKey, tuple[AlertState, str]] = {}
+            if missing:
+                mt, mk, mi = ([k[0][n] for k in missing] for n in range(3))
+                found = self._loaded(await conn.fetch(LOAD_STATES, mt, mk, mi), by_stored)
+            loaded: dict[StateKey, AlertState | None] = {}
+            versions: list[str | None] = []
+            for key in by_stored.values():
+                got = cache.get(key) or found.get(key)
+                loaded[key] = got[0] if got else None
+                versions.append(got[1] if got else None)
+            admitted = [p for p, a in zip(batch, assume, strict=True) if a]
+            decided = decide((p.items for p in admitted), loaded, now)
+            queued = [i for items in decided.queue for i in items]
+            refused = [r for p in admitted for r in p.refused]
+            args = apply_args(decided.rows.values(), (), queued, refused, now)
+            res = await conn.fetchrow(
+                PUT_STATES, assume, events, sizes, cfg.max_events, cfg.max_bytes,
+                kt, kk, ki, versions, *args,
+            )  # fmt: skip
+            ok: list[bool] = res[0]
+            if res[1] is False:  # applied: the admission was as assumed, no row had changed
+                if len(by_stored) == len(keys):
+                    self._remember((k, r, res[2]) for k, r in decided.rows.items())
+                else:  # identities that differ only by NUL share one stored row: not cached
+                    for k in keys:
+                        cache.pop(k, None)
+                answers = iter(decided.results)
+                return [next(answers) if a else None for a in ok], {i.target for i in queued}
+            stale = bool(res[1])
+            if not stale:
+                self._remember((k, r, v) for k, (r, v) in found.items())
+            assume = ok
+        for k in keys:
+            cache.pop(k, None)
+        return await self._put_states_locked(conn, batch, now, by_stored, events, sizes)
+
+    def _remember(self, entries: Iterable[tuple[StateKey, AlertState, str]]) -> None:
+        """Cache each (key, row, version), newest last; the oldest go beyond the bound."""
+        cache = self._states
+        for key, row, version in entries:
+            cache.pop(key, None)
+            cache[key] = (row, version)
+        excess = len(cache) - self.state_cache_rows
+        if excess > 0:
+            for key in list(itertools.islice(cache, excess)):
+                del cache[key]
+
+    def forget_states(self, keys: Iterable[StateKey] | None = None) -> None:
+        """Drop cached rows (``keys``, or all): something else wrote them (a scheduler pass)."""
+        if keys is None:
+            self._states.clear()
+        else:
+            for key in keys:
+                self._states.pop(key, None)
+
+    @staticmethod
+    def _loaded(
+        rows: Sequence[Any], by_stored: dict[StateKey, StateKey]
+    ) -> dict[StateKey, tuple[AlertState, str]]:
+        """The rows read, by the items' own keys, each with its version (xmin)."""
+        out: dict[StateKey, tuple[AlertState, str]] = {}
+        for r in rows:
+            row = from_record(r)
+            key = by_stored[row.key]
+            row.identity = key[2]  # the item's own spelling (NUL kept)
+            out[key] = (row, r["version"])
+        return out
+
+    async def _put_states_locked(
+        self,
+        conn: Any,
+        batch: list[Pending],
+        now: float,
+        by_stored: dict[StateKey, StateKey],
+        events: list[int],
+        sizes: list[int],
+    ) -> tuple[list[PutResult | None], set[str]]:
+        """The group commit deciding under the ``in`` lock: four round trips, never retried."""
+        kt, kk, ki = ([k[n] for k in by_stored] for n in range(3))
+        # READ COMMITTED whatever the server's default: put_begin's row read
+        # must see every commit made before it got the lock (a repeatable-read
+        # snapshot would date from before the wait).
+        async with conn.transaction(isolation="read_committed"):
+            got = await conn.fetch(
+                PUT_BEGIN, events, sizes, self.cfg.max_events, self.cfg.max_bytes, kt, kk, ki
+            )
+            ok: list[bool] = got[0][0]
+            loaded: dict[StateKey, AlertState | None] = {}
+            for r in got[1:]:
+                row = from_record(r[1])
+                key = by_stored[row.key]
+                row.identity = key[2]
+                loaded[key] = row
+            admitted = [p for p, a in zip(batch, ok, strict=True) if a]
+            if not admitted:
+                return [None] * len(batch), set()
+            decided = decide((p.items for p in admitted), loaded, now)
+            queued = [i for items in decided.queue for i in items]
+            refused = [r for p in admitted for r in p.refused]
+            await conn.execute(APPLY, *apply_args(decided.rows.values(), (), queued, refused, now))
+        answers = iter(decided.results)
+        results = [next(answers) if a else None for a in ok]
+        return results, {i.target for i in queued}
 
     # ----------------------------------------------------------------- sender side
 

@@ -22,6 +22,14 @@ transaction however many alerts it moves:
   leasing one target thus never race each other into handing out two
   states of one identity.
 * ``remove``: deletes delivered rows, or moves them to the dead letters.
+* ``put_states`` (version 2): a group commit with alert states, decided in
+  Python (:mod:`forwarder.state`, the same for every backend) against rows
+  read beforehand; under the ``in`` lock it applies the decisions only if the
+  admission and the rows (by ``xmin``) are still what they were decided on.
+* ``put_begin`` / ``tick_begin`` + ``state_apply``: the same, or a scheduler
+  pass, deciding under the lock inside the caller's transaction: the first
+  takes the ``in`` lock and returns the admission (or room) and the rows, the
+  second stores the rows and queues what was decided.
 
 Counts live in ``counters`` rows (``in`` and ``out`` grow forever, depth is
 their difference; ``dead`` counts dead letters), so a metrics scrape reads a
@@ -35,7 +43,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from forwarder.queue.errors import QueueMissing, QueueOpenError
+from forwarder.queue.errors import QueueMissing, QueueOpenError, QueueUnavailable
 
 SCHEMA: Final = "forwarder"
 CHANNEL: Final = "forwarder_work"
@@ -351,19 +359,274 @@ CREATE TABLE forwarder.schema_version (version integer NOT NULL);
 INSERT INTO forwarder.schema_version VALUES (0);
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1,)
+_V2: Final = """
+-- One row per identity (contract invariant 5; forwarder.state.record.AlertState).
+-- Times are Unix seconds; ``clock``, ``since``, ``queued_at`` and ``transitions``
+-- are the identity's own clock (see forwarder.state.record).
+CREATE TABLE forwarder.alert_states (
+    target         text               NOT NULL,
+    app_key        text               NOT NULL,
+    identity       text               NOT NULL,
+    status         text               NOT NULL,
+    dedup          text               NOT NULL,
+    payload        bytea              NOT NULL,
+    ts             bigint             NOT NULL,
+    first_seen     double precision   NOT NULL,
+    seen           double precision   NOT NULL,
+    clock          double precision   NOT NULL,
+    since          double precision   NOT NULL,
+    queued_status  text,
+    queued_dedup   text,
+    queued_at      double precision,
+    sent           double precision,
+    transitions    double precision[] NOT NULL DEFAULT '{}',
+    flapping       boolean            NOT NULL DEFAULT false,
+    suppressed     bigint             NOT NULL DEFAULT 0,
+    resolve_after  double precision   NOT NULL DEFAULT 0,
+    hold           double precision   NOT NULL DEFAULT 0,
+    retention      double precision   NOT NULL DEFAULT 0,
+    due            double precision,
+    PRIMARY KEY (target, app_key, identity)
+);
+-- The scheduler's claim: due rows, earliest first.
+CREATE INDEX alert_states_due ON forwarder.alert_states (due) WHERE due IS NOT NULL;
+-- Per-target gauges count these partial indexes only (non-ok and flapping rows,
+-- few beside the resolved ones); listings of them read them newest seen first.
+CREATE INDEX alert_states_open ON forwarder.alert_states (target, seen) WHERE status <> 'ok';
+CREATE INDEX alert_states_flapping ON forwarder.alert_states (target, seen) WHERE flapping;
+
+-- The first half of a group commit with alert states, inside the caller's
+-- transaction: lock the "in" totals row (which serialises every put and every
+-- scheduler pass across replicas, so no two decide against one old row), admit
+-- each put whole or refuse it as put_batch does, and return the admission (the
+-- first row) and then the stored rows of the keys asked for. Each statement of
+-- a volatile function takes a fresh snapshot (READ COMMITTED), so the rows are
+-- read after the lock is held and include every commit before it.
+CREATE FUNCTION forwarder.put_begin(
+    p_put_events bigint[], p_put_bytes bigint[], p_max_events bigint, p_max_bytes bigint,
+    k_target text[], k_app_key text[], k_identity text[]
+) RETURNS TABLE (o_ok boolean[], o_row forwarder.alert_states) LANGUAGE plpgsql AS $$
+DECLARE
+    used_events bigint;
+    used_bytes bigint;
+    out_events bigint;
+    out_bytes bigint;
+    ok boolean[] := '{}';
+    any_ok boolean := false;
+    n int;
+BEGIN
+    -- The lock is held across the caller's round trips: a caller that stalls
+    -- (stopped, starved) must not stall every replica's ingest for longer.
+    PERFORM set_config('idle_in_transaction_session_timeout', '10s', true);
+    SELECT c.events, c.bytes INTO used_events, used_bytes
+      FROM forwarder.counters c WHERE c.kind = 'in' AND c.target = '' FOR UPDATE;
+    SELECT c.events, c.bytes INTO out_events, out_bytes
+      FROM forwarder.counters c WHERE c.kind = 'out' AND c.target = '';
+    used_events := used_events - out_events;
+    used_bytes := used_bytes - out_bytes;
+    FOR n IN 1 .. coalesce(array_length(p_put_events, 1), 0) LOOP
+        IF used_events + p_put_events[n] <= p_max_events
+           AND used_bytes + p_put_bytes[n] <= p_max_bytes THEN
+            ok := ok || true;
+            any_ok := true;
+            used_events := used_events + p_put_events[n];
+            used_bytes := used_bytes + p_put_bytes[n];
+        ELSE
+            ok := ok || false;
+        END IF;
+    END LOOP;
+    RETURN QUERY SELECT ok, NULL::forwarder.alert_states;
+    IF any_ok THEN
+        RETURN QUERY
+        SELECT NULL::boolean[], s
+          FROM forwarder.alert_states s
+          JOIN unnest(k_target, k_app_key, k_identity) AS u(t, k, i)
+            ON s.target = u.t AND s.app_key = u.k AND s.identity = u.i;
+    END IF;
+END $$;
+
+-- A group commit with alert states in one call, optimistically: the caller
+-- read the rows (and their xmin, which every write changes) without a lock and
+-- decided as if the puts p_assume marks were admitted. Under the "in" lock,
+-- this admits the puts as put_batch would; when that differs from p_assume
+-- (o_stale NULL), or a row changed or appeared since it was read (o_stale
+-- true), nothing is written and the caller decides again; otherwise the
+-- decisions are applied (o_stale false, o_version the rows' new xmin). The lock
+-- is held only for this call.
+CREATE FUNCTION forwarder.put_states(
+    p_assume boolean[], p_put_events bigint[], p_put_bytes bigint[], p_max_events bigint,
+    p_max_bytes bigint, k_target text[], k_app_key text[], k_identity text[], k_xmin text[],
+    s_rows json, s_payload bytea[],
+    x_target text[], x_app_key text[], x_identity text[],
+    p_target text[], p_app_key text[], p_identity text[], p_payload bytea[], p_ts bigint[],
+    d_target text[], d_app_key text[], d_identity text[], d_payload bytea[], d_ts bigint[],
+    d_reason text[],
+    p_now double precision
+) RETURNS TABLE (o_ok boolean[], o_stale boolean, o_version text) LANGUAGE plpgsql AS $$
+DECLARE
+    used_events bigint;
+    used_bytes bigint;
+    out_events bigint;
+    out_bytes bigint;
+    ok boolean[] := '{}';
+    n int;
+BEGIN
+    SELECT c.events, c.bytes INTO used_events, used_bytes
+      FROM forwarder.counters c WHERE c.kind = 'in' AND c.target = '' FOR UPDATE;
+    SELECT c.events, c.bytes INTO out_events, out_bytes
+      FROM forwarder.counters c WHERE c.kind = 'out' AND c.target = '';
+    used_events := used_events - out_events;
+    used_bytes := used_bytes - out_bytes;
+    FOR n IN 1 .. coalesce(array_length(p_put_events, 1), 0) LOOP
+        IF used_events + p_put_events[n] <= p_max_events
+           AND used_bytes + p_put_bytes[n] <= p_max_bytes THEN
+            ok := ok || true;
+            used_events := used_events + p_put_events[n];
+            used_bytes := used_bytes + p_put_bytes[n];
+        ELSE
+            ok := ok || false;
+        END IF;
+    END LOOP;
+    IF ok IS DISTINCT FROM p_assume THEN
+        RETURN QUERY SELECT ok, NULL::boolean, NULL::text;
+        RETURN;
+    END IF;
+    -- A fresh snapshot (this statement's), taken after the lock was granted.
+    IF EXISTS (
+        SELECT 1
+          FROM unnest(k_target, k_app_key, k_identity, k_xmin) AS u(t, k, i, x)
+          LEFT JOIN forwarder.alert_states s
+            ON s.target = u.t AND s.app_key = u.k AND s.identity = u.i
+         WHERE s.xmin::text IS DISTINCT FROM u.x
+    ) THEN
+        RETURN QUERY SELECT ok, true, NULL::text;
+        RETURN;
+    END IF;
+    PERFORM forwarder.state_apply(
+        s_rows, s_payload, x_target, x_app_key, x_identity, p_target, p_app_key, p_identity,
+        p_payload, p_ts, d_target, d_app_key, d_identity, d_payload, d_ts, d_reason, p_now);
+    -- Every row written has this transaction's id as its xmin (no subtransactions
+    -- here), in xid's own 32-bit form: the version the caller may cache them at.
+    RETURN QUERY SELECT ok, false, (txid_current() % 4294967296)::text;
+END $$;
+
+-- The first half of a scheduler pass, inside the caller's transaction: the
+-- "in" lock as put_begin takes it, then the room left under the bounds (the
+-- first row), then up to p_limit due rows, earliest first, each locked so that
+-- no other pass claims it.
+CREATE FUNCTION forwarder.tick_begin(p_now double precision, p_limit int)
+RETURNS TABLE (o_events bigint, o_bytes bigint, o_row forwarder.alert_states)
+LANGUAGE plpgsql AS $$
+DECLARE
+    in_events bigint; in_bytes bigint; out_events bigint; out_bytes bigint;
+BEGIN
+    PERFORM set_config('idle_in_transaction_session_timeout', '10s', true);  -- as put_begin
+    SELECT c.events, c.bytes INTO in_events, in_bytes
+      FROM forwarder.counters c WHERE c.kind = 'in' AND c.target = '' FOR UPDATE;
+    SELECT c.events, c.bytes INTO out_events, out_bytes
+      FROM forwarder.counters c WHERE c.kind = 'out' AND c.target = '';
+    RETURN QUERY SELECT in_events - out_events, in_bytes - out_bytes,
+                        NULL::forwarder.alert_states;
+    RETURN QUERY
+    SELECT NULL::bigint, NULL::bigint, s
+      FROM forwarder.alert_states s
+     WHERE s.due <= p_now
+     ORDER BY s.due
+     LIMIT p_limit
+       FOR UPDATE SKIP LOCKED;
+END $$;
+
+-- The second half of either, in the same transaction (the "in" lock still
+-- held): store (s_rows) and delete (x_*) state rows, queue alerts (p_*) and
+-- dead-letter refused ones (d_*), keep the counters, wake the targets.
+CREATE FUNCTION forwarder.state_apply(
+    s_rows json, s_payload bytea[],
+    x_target text[], x_app_key text[], x_identity text[],
+    p_target text[], p_app_key text[], p_identity text[], p_payload bytea[], p_ts bigint[],
+    d_target text[], d_app_key text[], d_identity text[], d_payload bytea[], d_ts bigint[],
+    d_reason text[],
+    p_now double precision
+) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    tg text[]; ev bigint[]; bs bigint[];
+BEGIN
+    -- The rows come as one JSON array of objects named as the columns, but for
+    -- their payloads, which come as a bytea array in the same order (binary, not
+    -- hex in JSON): two values to encode and parse, not 22 arrays.
+    IF s_rows IS NOT NULL THEN
+        INSERT INTO forwarder.alert_states
+        SELECT r.target, r.app_key, r.identity, r.status, r.dedup, r.pay, r.ts, r.first_seen,
+               r.seen, r.clock, r.since, r.queued_status, r.queued_dedup, r.queued_at, r.sent,
+               r.transitions, r.flapping, r.suppressed, r.resolve_after, r.hold, r.retention,
+               r.due
+          FROM ROWS FROM (json_populate_recordset(NULL::forwarder.alert_states, s_rows),
+                          unnest(s_payload))
+               AS r(target, app_key, identity, status, dedup, payload, ts, first_seen, seen,
+                    clock, since, queued_status, queued_dedup, queued_at, sent, transitions,
+                    flapping, suppressed, resolve_after, hold, retention, due, pay)
+        ON CONFLICT (target, app_key, identity) DO UPDATE SET
+            status = excluded.status, dedup = excluded.dedup, payload = excluded.payload,
+            ts = excluded.ts, first_seen = excluded.first_seen, seen = excluded.seen,
+            clock = excluded.clock, since = excluded.since,
+            queued_status = excluded.queued_status, queued_dedup = excluded.queued_dedup,
+            queued_at = excluded.queued_at, sent = excluded.sent,
+            transitions = excluded.transitions, flapping = excluded.flapping,
+            suppressed = excluded.suppressed, resolve_after = excluded.resolve_after,
+            hold = excluded.hold, retention = excluded.retention, due = excluded.due;
+    END IF;
+    IF coalesce(array_length(x_target, 1), 0) > 0 THEN
+        DELETE FROM forwarder.alert_states s
+         USING unnest(x_target, x_app_key, x_identity) AS u(t, k, i)
+         WHERE s.target = u.t AND s.app_key = u.k AND s.identity = u.i;
+    END IF;
+    IF coalesce(array_length(p_target, 1), 0) > 0 THEN
+        INSERT INTO forwarder.queue (target, app_key, identity, payload, size, ts, created,
+                                     next_attempt)
+        SELECT u.t, u.k, u.i, u.p, length(u.p), u.ts, p_now, p_now
+          FROM unnest(p_target, p_app_key, p_identity, p_payload, p_ts)
+               WITH ORDINALITY AS u(t, k, i, p, ts, ord)
+         ORDER BY u.ord;
+        SELECT array_agg(s.t ORDER BY s.t), array_agg(s.n ORDER BY s.t),
+               array_agg(s.b ORDER BY s.t)
+          INTO tg, ev, bs
+          FROM (SELECT u.t, count(*) AS n, sum(length(u.p)) AS b
+                  FROM unnest(p_target, p_payload) AS u(t, p) GROUP BY u.t) s;
+        PERFORM forwarder.count('in', tg, ev, bs);
+        PERFORM pg_notify('forwarder_work', t) FROM unnest(tg) t;
+    END IF;
+    IF coalesce(array_length(d_target, 1), 0) > 0 THEN
+        INSERT INTO forwarder.dead_letters (target, app_key, identity, payload, size, ts, created,
+                                            attempts, reason, failed_at)
+        SELECT u.t, u.k, u.i, u.p, length(u.p), u.ts, p_now, 0, u.r, p_now
+          FROM unnest(d_target, d_app_key, d_identity, d_payload, d_ts, d_reason)
+               WITH ORDINALITY AS u(t, k, i, p, ts, r, ord)
+         ORDER BY u.ord;
+        SELECT array_agg(s.t ORDER BY s.t), array_agg(s.n ORDER BY s.t),
+               array_agg(s.b ORDER BY s.t)
+          INTO tg, ev, bs
+          FROM (SELECT u.t, count(*) AS n, sum(length(u.p)) AS b
+                  FROM unnest(d_target, d_payload) AS u(t, p) GROUP BY u.t) s;
+        PERFORM forwarder.count('dead', tg, ev, bs);
+    END IF;
+END $$;
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2)
 """``MIGRATIONS[n]`` takes a database from version ``n`` to ``n + 1``."""
 
 VERSION: Final = len(MIGRATIONS)
 """The schema version this release writes."""
 
 
-async def migrate(conn: Any, *, admin: bool, where: str) -> None:
+async def migrate(conn: Any, *, admin: bool, where: str) -> int:
     """Bring the schema to :data:`VERSION` under an advisory lock (or check it, ``admin``).
 
     One transaction holds ``pg_advisory_xact_lock``, so replicas starting at
     once apply each migration exactly once; DDL is transactional, so a failed
-    migration leaves the previous version intact.
+    migration leaves the previous version intact. Returns the version in use:
+    :data:`VERSION`, or for ``admin`` an older one as found (the admin
+    commands never change the schema under running replicas of an older
+    release; what needs a newer table says so, see :func:`require`).
     """
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1, 0)", LOCK_MIGRATE)
@@ -377,11 +640,27 @@ async def migrate(conn: Any, *, admin: bool, where: str) -> None:
                 f" understands ({VERSION}); upgrade forwarder"
             )
         if version == VERSION:
-            return
+            return version
         if admin:
+            if version > 0:
+                return version
             raise QueueMissing(
                 f"no forwarder queue in {where}: forwarder run creates it when it first starts"
             )
         for step in range(version, VERSION):
             await conn.execute(MIGRATIONS[step])
             await conn.execute("UPDATE forwarder.schema_version SET version = $1", step + 1)
+        return VERSION
+
+
+STATES_VERSION: Final = 2
+"""The first schema version with the alert-state table."""
+
+
+def require(version: int, needed: int, what: str, where: str) -> None:
+    """Fail with :class:`QueueUnavailable` when ``version`` predates ``what`` (an admin open)."""
+    if version < needed:
+        raise QueueUnavailable(
+            f"the queue schema at {where} is version {version}; {what} needs version {needed}:"
+            " start forwarder run of this release once to upgrade it"
+        )

@@ -3,8 +3,9 @@
 Under load many ingest requests share one transaction and one fsync; an idle
 forwarder still commits a lone alert at once, at the end of the loop
 iteration it arrived in. The transaction itself (``commit``) runs on the
-queue thread and is the queue's; this class only gathers, hands over and
-answers.
+queue thread and is the queue's, alert-state decisions included; this class
+only gathers, hands over and answers each put with its own
+:class:`~forwarder.queue.contract.PutResult`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 
+from forwarder.queue.contract import PutResult
 from forwarder.queue.errors import QueueUnavailable
 from forwarder.queue.putting import Pending
 
@@ -20,15 +22,17 @@ from forwarder.queue.putting import Pending
 class GroupCommit:
     """Gathers puts on the event loop; ``commit(batch)`` stores a batch on the queue thread.
 
+    ``commit`` returns one :class:`PutResult` per put of the batch, in order.
     ``reserved_count``/``reserved_bytes`` are the alerts handed in but not yet
     committed, which the capacity check counts. ``on_commit(targets)`` runs on
-    the loop after each successful commit.
+    the loop after each successful commit, with the targets of the puts that
+    queued something (a group of suppressed repeats wakes no sender).
     """
 
     def __init__(
         self,
         executor: Callable[[], Executor | None],
-        commit: Callable[[Sequence[Pending]], None],
+        commit: Callable[[Sequence[Pending]], list[PutResult]],
         on_commit: Callable[[set[str]], None],
     ) -> None:
         self._executor = executor
@@ -64,7 +68,7 @@ class GroupCommit:
         batch, self._pending = self._pending, []
         executor = self._executor()
         if executor is None:  # closed under our feet: fail the waiters, commit nothing
-            self._done(batch, QueueUnavailable("queue is closed"))
+            self._done(batch, [], QueueUnavailable("queue is closed"))
             return
         try:
             # ``executor.submit`` plus one ``call_soon_threadsafe`` back, rather
@@ -72,30 +76,33 @@ class GroupCommit:
             # the event loop one callback, whatever the number of requests in it.
             executor.submit(self._on_thread, loop, batch)
         except RuntimeError:  # the executor is shutting down
-            self._done(batch, QueueUnavailable("queue is closed"))
+            self._done(batch, [], QueueUnavailable("queue is closed"))
 
     def _on_thread(self, loop: asyncio.AbstractEventLoop, batch: list[Pending]) -> None:
         error: BaseException | None = None
+        results: list[PutResult] = []
         try:
-            self._commit(batch)
+            results = self._commit(batch)
         except QueueUnavailable as exc:
             error = exc
         except BaseException as exc:
             error = QueueUnavailable(f"queue commit failed: {exc!r}")
-        loop.call_soon_threadsafe(self._done, batch, error)
+        loop.call_soon_threadsafe(self._done, batch, results, error)
 
-    def _done(self, batch: list[Pending], error: BaseException | None) -> None:
+    def _done(
+        self, batch: list[Pending], results: list[PutResult], error: BaseException | None
+    ) -> None:
         """On the event loop: answer the waiters of one group commit, start the next."""
         targets: set[str] = set()
-        for p in batch:
+        for n, p in enumerate(batch):
             self.reserved_count -= len(p.items)
             self.reserved_bytes -= p.size
-            if error is None:
+            if error is None and results[n].queued:
                 for i in p.items:
                     targets.add(i.target)
             if not p.fut.done():
                 if error is None:
-                    p.fut.set_result(None)
+                    p.fut.set_result(results[n])
                 else:
                     p.fut.set_exception(QueueUnavailable(str(error)))
         if targets:

@@ -26,9 +26,14 @@ side that fails with SQLITE_FULL gives back the ballast file, checkpoints and
 tries once more. The queue checkpoints its WAL itself and marks each new WAL
 generation (:mod:`.writes`).
 
-At a little over 400 lines on purpose: opening (checks, lock, recovery on a
-full disk) and the contract's methods belong to one object; the row work,
-group commit, disk space and file checks live in the sibling modules.
+Alert state (contract invariant 5): a group commit decides every alert that
+carries an observation against its identity's row (from the write-through
+cache of :mod:`.states`, or the file), and stores the changed rows, the
+queued alerts and the refused dead letters in one transaction.
+
+At about 500 lines on purpose: opening (checks, lock, recovery on a full
+disk) and the contract's methods belong to one object; the row work, alert
+states, group commit, disk space and file checks live in the sibling modules.
 """
 
 from __future__ import annotations
@@ -47,15 +52,17 @@ from forwarder.clock import SYSTEM_CLOCK, Clock
 from forwarder.config import QueueConfig
 from forwarder.model import Entry, Outgoing
 from forwarder.obs.logs import get_logger
-from forwarder.queue.contract import Lease, QueueStats, TargetStats
+from forwarder.queue.contract import Lease, PutResult, QueueStats, TargetStats
 from forwarder.queue.errors import QueueFull, QueueOpenError, QueueUnavailable
-from forwarder.queue.putting import Pending, settled_put
-from forwarder.queue.sqlite import files, rows, schema
+from forwarder.queue.putting import Pending, decide, settled_put, state_keys
+from forwarder.queue.sqlite import files, rows, schema, states
 from forwarder.queue.sqlite.commit import GroupCommit
 from forwarder.queue.sqlite.deadletters import SQLiteDeadLetters, dead_letter_counts
 from forwarder.queue.sqlite.lockfile import LockFile, SoleSender
 from forwarder.queue.sqlite.space import BALLAST_BYTES, RESERVE_BYTES, Space
+from forwarder.queue.sqlite.states import CACHE_ROWS, Gauges, SQLiteAlertStates, StateCache
 from forwarder.queue.sqlite.writes import ROW_WAL_COST, Writes
+from forwarder.state import AlertState
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -69,8 +76,9 @@ class SQLiteQueue(SoleSender):
 
     ``clock`` stamps leases and retries; tests pass a fake one. ``admin``
     opens an existing file beside its running daemon, for the dead-letter
-    commands: no lock, no schema changes, no lease release. ``reserve_bytes``
-    and ``ballast_bytes`` size the disk-space guards (:mod:`.space`).
+    commands: no lock, no schema changes, no lease release, alert states read
+    only. ``reserve_bytes`` and ``ballast_bytes`` size the disk-space guards
+    (:mod:`.space`); ``state_cache_rows`` bounds the alert-state cache.
     """
 
     def __init__(
@@ -81,6 +89,7 @@ class SQLiteQueue(SoleSender):
         admin: bool = False,
         reserve_bytes: int = RESERVE_BYTES,
         ballast_bytes: int = BALLAST_BYTES,
+        state_cache_rows: int = CACHE_ROWS,
     ) -> None:
         super().__init__()
         self.cfg = cfg
@@ -100,6 +109,10 @@ class SQLiteQueue(SoleSender):
         # process did not insert came from another one (``forwarder dlq replay``).
         self._counted_upto = 0
         self._rows_per_insert = 0  # from SQLite's variable limit, at the first insert
+        self._variables = 0  # SQLite's variable limit, at the first insert
+        self._states_ready = False  # the alert_states table exists (an owner creates it)
+        self.cache = StateCache(state_cache_rows)
+        self.gauges = Gauges()
         self._space = Space(self.path, reserve_bytes=reserve_bytes, ballast_bytes=ballast_bytes)
         self._measuring = False
         self._writes = Writes(lambda: self.conn, self._lock, self._space, admin=admin)
@@ -107,6 +120,7 @@ class SQLiteQueue(SoleSender):
         self._new_work: dict[str, asyncio.Event] = {}
         self.is_open = False
         self.dead_letters = SQLiteDeadLetters(self)
+        self.alerts = SQLiteAlertStates(self)
 
     @property
     def description(self) -> str:
@@ -171,6 +185,9 @@ class SQLiteQueue(SoleSender):
                 self._writes.checkpoint()
                 # The lock proves these leases' owner is dead (see the module docstring).
                 self._best_effort("release_leases", lambda: rows.release(conn, None))
+            self._states_ready = states.exists(conn)
+            if self._states_ready and not self.admin:
+                self.gauges.load(conn)
             self.recount()
         except BaseException:
             self._conn = None
@@ -195,6 +212,8 @@ class SQLiteQueue(SoleSender):
             self._executor.shutdown(wait=True)
             self._executor = None
         self._conn = None
+        self.cache.clear()
+        self.gauges = Gauges()
         self._lock.close()
 
     async def run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
@@ -227,13 +246,21 @@ class SQLiteQueue(SoleSender):
 
     def put(
         self, items: Sequence[Outgoing], refused: Sequence[tuple[Outgoing, str]] = ()
-    ) -> asyncio.Future[None]:
+    ) -> asyncio.Future[PutResult]:
         """Commit ``items``, and ``refused`` as dead letters, durably; the future is done on disk.
+
+        Items with an observation are decided at the commit (contract
+        invariant 5); the result says how many were queued and suppressed.
 
         The future fails with :class:`QueueFull` when the bounds would be
         exceeded (nothing is evicted to make room) or the disk is down to its
         reserve, and with :class:`QueueUnavailable` when the queue is closed or
         the disk refuses the write. Either way nothing of the put is stored.
+
+        Capacity is checked here, on every item, before any decision: which
+        items are repeats is only known at the commit, so a put of repeats is
+        refused on a full queue like any other (the sender frees room; the
+        source sends again).
 
         A plain function returning a future rather than a coroutine: ``await
         queue.put(items)`` reads the same, and the ingest hot path saves a
@@ -243,7 +270,7 @@ class SQLiteQueue(SoleSender):
         if settled is not None:
             return settled
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
+        fut: asyncio.Future[PutResult] = loop.create_future()
         size = 0
         for i in items:
             size += len(i.payload)
@@ -274,6 +301,10 @@ class SQLiteQueue(SoleSender):
         for target in targets:
             self.new_work(target).set()
 
+    def wake(self, targets: set[str]) -> None:
+        """On the event loop: wake the senders of ``targets`` (new alerts committed)."""
+        self._wake(targets)
+
     def _measure_soon(self) -> None:
         """Measure the disk again on the queue thread (space may have come back)."""
         if self._measuring or self._executor is None:
@@ -289,17 +320,48 @@ class SQLiteQueue(SoleSender):
         with contextlib.suppress(RuntimeError):
             self._executor.submit(measure)
 
-    def _insert(self, batch: Sequence[Pending]) -> None:
-        """On the queue thread: one group commit, then the counters."""
+    def _insert(self, batch: Sequence[Pending]) -> list[PutResult]:
+        """On the queue thread: one group commit, then the cache and the counters.
+
+        Decides the group's alerts against their rows (the cache, then one
+        SELECT per chunk of misses) with the queue clock's time, then stores
+        the changed rows, what the decisions queue and the refused dead letters
+        in one transaction. The cache and counters change only after COMMIT: on
+        failure nothing of the group is stored, and nothing is remembered.
+        """
         conn = self.conn
-        items = [i for p in batch for i in p.items]
+        puts = [p.items for p in batch]
         refused = [r for p in batch if p.refused for r in p.refused]
         size = sum(p.size for p in batch)
+        now = self._clock()
         if not self._rows_per_insert:
             self._rows_per_insert = rows.rows_per_insert(conn)
+            self._variables = states.variables(conn)
+        keys = state_keys(puts)
+        changed: list[AlertState] = []
+        known: dict[tuple[str, str, str], AlertState] = {}
         try:
+            if keys:
+                if not self._states_ready:  # the start-up upgrade failed (a full disk)
+                    self._writes.marked(lambda: schema.upgrade(conn))
+                    self._states_ready = True
+                known, missing = self.cache.lookup(keys)
+                if missing:
+                    known.update(states.load(conn, missing, self._variables))
+                decided = decide(puts, known, now)
+                queued, results = decided.queue, decided.results
+                changed = list(decided.rows.values())
+                items = [i for q in queued for i in q]
+            else:
+                results = [PutResult(len(p)) for p in puts]
+                items = [i for p in puts for i in p]
             self._writes.marked(lambda: None)
-            last_id = rows.insert(conn, items, refused, self._clock(), self._rows_per_insert)
+            if changed:
+                with schema.transaction(conn):
+                    states.upsert(conn, changed, self._variables)
+                    last_id = rows.insert_in(conn, items, refused, now, self._rows_per_insert)
+            else:
+                last_id = rows.insert(conn, items, refused, now, self._rows_per_insert)
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
@@ -308,7 +370,17 @@ class SQLiteQueue(SoleSender):
             raise QueueUnavailable(self._write_error) from None
         self._write_error = None
         self._space.committed(size)
-        self._writes.wrote(size + ROW_WAL_COST * len(refused))
+        self._writes.wrote(size + ROW_WAL_COST * (len(refused) + len(changed)))
+        if changed:
+            gauges = self.gauges.changed
+            for row in changed:
+                gauges(known.get((row.target, row.app_key, row.identity)), row)
+            self.cache.committed(changed)
+        self.counted(items, last_id)
+        return results
+
+    def counted(self, items: Sequence[Outgoing], last_id: int) -> None:
+        """On the queue thread, after a COMMIT that queued ``items`` up to id ``last_id``."""
         if not items:
             return
         if last_id - len(items) != self._counted_upto:
@@ -320,6 +392,29 @@ class SQLiteQueue(SoleSender):
         for i in items:
             self._bytes += len(i.payload)
             per_target[i.target] += 1
+
+    def room(self) -> tuple[int, int]:
+        """How many alerts, and payload bytes, the capacity still takes (the scheduler's)."""
+        return (
+            self.cfg.max_events - self._count - self._group.reserved_count,
+            self.cfg.max_bytes - self._bytes - self._group.reserved_bytes,
+        )
+
+    def rows_per_insert(self) -> int:
+        """Queue rows one INSERT carries (see :func:`.rows.rows_per_insert`)."""
+        if not self._rows_per_insert:
+            self._rows_per_insert = rows.rows_per_insert(self.conn)
+        return self._rows_per_insert
+
+    def state_write(self, fn: Callable[[], R], rows_changed: int, payload_bytes: int) -> R:
+        """On the queue thread: the scheduler's transaction ``fn``, written as ingest writes."""
+        try:
+            result = self._writes.marked(fn)
+        except sqlite3.Error as exc:
+            raise QueueUnavailable(f"alert state write failed: {exc}") from None
+        self._space.committed(payload_bytes)
+        self._writes.wrote(payload_bytes + ROW_WAL_COST * rows_changed)
+        return result
 
     # ----------------------------------------------------------------- sender side
 

@@ -44,12 +44,26 @@ def insert(
     back and forth (up to sys.getswitchinterval() each). The caller rolls back
     on error.
     """
-    chunks = [items[i : i + per_statement] for i in range(0, len(items), per_statement)]
-    explicit = len(chunks) > 1 or bool(refused)
-    last_id = 0
+    explicit = len(items) > per_statement or bool(refused)
     if explicit:
         conn.execute("BEGIN IMMEDIATE")
-    for chunk in chunks:
+    last_id = insert_in(conn, items, refused, now, per_statement)
+    if explicit:
+        conn.execute("COMMIT")
+    return last_id
+
+
+def insert_in(
+    conn: sqlite3.Connection,
+    items: Sequence[Outgoing],
+    refused: Sequence[tuple[Outgoing, str]],
+    now: float,
+    per_statement: int,
+) -> int:
+    """:func:`insert` inside the caller's transaction (several statements when large)."""
+    last_id = 0
+    for start in range(0, len(items), per_statement):
+        chunk = items[start : start + per_statement]
         params: list[Any] = [now]
         for i in chunk:
             params += (i.target, i.app_key, i.identity, i.payload, i.timestamp)
@@ -77,8 +91,6 @@ def insert(
                 for o, reason in refused
             ],
         )
-    if explicit:
-        conn.execute("COMMIT")
     return last_id
 
 

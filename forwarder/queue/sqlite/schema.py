@@ -1,7 +1,10 @@
 """The SQLite file behind the queue and the dead-letter store: schema and connections.
 
 The schema only ever grows by ``IF NOT EXISTS`` additions, so a file written
-by an earlier release opens as it is. A queue file is marked as one
+by an earlier release opens as it is and gets what it lacks (the
+``alert_states`` table of issue 13, say) from :func:`upgrade` at the owner's
+next start; an admin connection changes nothing, and reads a missing table as
+empty. A queue file is marked as one
 (``application_id``) and stamped (``user_version``); a file of release 0.1.0,
 which had neither, is adopted once its tables are found to be a queue's, and
 nothing is ever created over a non-empty file that is not a queue.
@@ -72,6 +75,46 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     failed_at   REAL    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dead_letters_target ON dead_letters (target, id);
+-- One row per identity (forwarder.state.AlertState, field for field, transitions
+-- as a JSON array). Added by issue 13: an older file gets it at its next open.
+CREATE TABLE IF NOT EXISTS alert_states (
+    target        TEXT    NOT NULL,
+    app_key       TEXT    NOT NULL,
+    identity      TEXT    NOT NULL,
+    status        TEXT    NOT NULL,
+    dedup         TEXT    NOT NULL,
+    payload       BLOB    NOT NULL,
+    ts            INTEGER NOT NULL,
+    first_seen    REAL    NOT NULL,
+    seen          REAL    NOT NULL,
+    clock         REAL    NOT NULL,
+    since         REAL    NOT NULL,
+    queued_status TEXT,
+    queued_dedup  TEXT,
+    queued_at     REAL,
+    sent          REAL,
+    transitions   TEXT    NOT NULL,
+    flapping      INTEGER NOT NULL,
+    suppressed    INTEGER NOT NULL,
+    resolve_after REAL    NOT NULL,
+    hold          REAL    NOT NULL,
+    retention     REAL    NOT NULL,
+    due           REAL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS alert_states_key ON alert_states (target, app_key, identity);
+-- The scheduler's work list: only rows something is due for.
+CREATE INDEX IF NOT EXISTS alert_states_due ON alert_states (due) WHERE due IS NOT NULL;
+-- Listings, newest seen first.
+CREATE INDEX IF NOT EXISTS alert_states_seen ON alert_states (seen);
+-- The gauges: open and flapping identities per target, counted from these alone.
+-- Each holds the column of its WHERE term, so a count never reads the table, and
+-- SQLite uses a partial index only for a query repeating that term literally.
+-- The first also lists a target's firing identities newest first.
+-- (No semicolons in comments here: upgrade() splits this text on them.)
+CREATE INDEX IF NOT EXISTS alert_states_open ON alert_states (target, seen, status)
+    WHERE status <> 'ok';
+CREATE INDEX IF NOT EXISTS alert_states_flapping ON alert_states (target, flapping)
+    WHERE flapping = 1;
 """
 
 
