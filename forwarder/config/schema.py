@@ -229,6 +229,11 @@ class StateConfig:
     flap: FlapConfig = field(default_factory=FlapConfig)
     resolve_after: float = 0.0
 
+    @property
+    def tracked(self) -> bool:
+        """Whether any stage needs the state: with all three off, none is kept."""
+        return self.repeat_interval > 0 or self.flap.transitions > 0 or self.resolve_after > 0
+
 
 @dataclass(frozen=True)
 class Match:

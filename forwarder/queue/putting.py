@@ -9,7 +9,6 @@ against the rows the backend loaded (contract invariant 5).
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -79,7 +78,7 @@ def decide(
     current = out.rows
     for items in puts:
         queued: list[Outgoing] = []
-        suppressed: Counter[tuple[str, SuppressReason]] | None = None
+        suppressed: dict[tuple[str, SuppressReason], int] | None = None
         for item in items:
             obs = item.state
             if obs is None:
@@ -94,11 +93,31 @@ def decide(
             if verdict.queue is not None:
                 queued.append(verdict.queue)
             elif verdict.suppressed is not None:
+                why = (item.target, verdict.suppressed)
                 if suppressed is None:
-                    suppressed = Counter()
-                suppressed[(item.target, verdict.suppressed)] += 1
+                    suppressed = {why: 1}
+                else:
+                    suppressed[why] = suppressed.get(why, 0) + 1
         out.queue.append(queued)
-        out.results.append(
-            PutResult(len(queued), dict(suppressed)) if suppressed else PutResult(len(queued))
-        )
+        out.results.append(_result(len(queued), suppressed))
     return out
+
+
+# Answers shared by every put with the same outcome (a storm repeats a few):
+# PutResult is frozen and nobody changes its mapping.
+_RESULTS: dict[tuple[int, tuple[tuple[str, SuppressReason], int] | None], PutResult] = {}
+
+
+def _result(queued: int, suppressed: dict[tuple[str, SuppressReason], int] | None) -> PutResult:
+    if suppressed is None:
+        key: tuple[int, tuple[tuple[str, SuppressReason], int] | None] = (queued, None)
+    elif len(suppressed) == 1:
+        key = (queued, next(iter(suppressed.items())))
+    else:
+        return PutResult(queued, suppressed)
+    result = _RESULTS.get(key)
+    if result is None:
+        result = PutResult(queued, suppressed or {})
+        if len(_RESULTS) < 4096:
+            _RESULTS[key] = result
+    return result

@@ -231,6 +231,9 @@ async def test_admin_lists_and_counts_beside_the_running_queue(
         await q.put([a])
         clock.advance(1)
     await q.put([alert("cpu")])  # seen again: the newest
+    # A repeat's row waits for the next scheduler pass (at most a second in the
+    # daemon) before another connection sees it.
+    await q.alerts.tick()
     admin = await open_sqlite(admin=True)
     views = await admin.alerts.list()
     assert [(v.check, v.status, v.suppressed) for v in views] == [
@@ -403,3 +406,65 @@ async def test_a_resolve_that_does_not_fit_leaves_its_row_due(
     await q.ack((await lease(q)).entries)
     assert (await q.alerts.tick()).resolved == {TARGET: 1}
     assert (await q.stats()).events == 1
+
+
+# --------------------------------------------------------------------------- coalesced repeats
+
+
+async def test_a_repeats_row_is_written_within_a_second_not_per_repeat(
+    open_sqlite: Factory, tmp_path: Path, clock: FakeClock
+) -> None:
+    """A storm of repeats does not write a row per repeat: the rows of pure repeats wait up to a
+    second (queue clock) and go with a later commit, each identity's latest only."""
+    path = tmp_path / "queue.db"
+    q = await open_sqlite()
+    await q.put([alert("cpu"), alert("disk")])
+    for _ in range(5):
+        assert await q.put([alert("cpu")]) == PutResult(0, {DUPLICATE: 1})
+    assert state_rows(path) == {"cpu": ("critical", 0), "disk": ("critical", 0)}
+    clock.advance(1)
+    await q.put([alert("disk")])  # a second on: every waiting row goes with this commit
+    assert state_rows(path) == {"cpu": ("critical", 5), "disk": ("critical", 1)}
+
+
+async def test_a_status_change_is_written_by_its_own_commit(
+    open_sqlite: Factory, tmp_path: Path
+) -> None:
+    """What decisions depend on never waits: a change is on disk when its put returns."""
+    path = tmp_path / "queue.db"
+    q = await open_sqlite()
+    await q.put([alert("cpu")])
+    await q.put([alert("cpu")])  # a repeat: waits
+    assert await q.put([alert("cpu", "ok")]) == PutResult(1)
+    assert state_rows(path) == {"cpu": ("ok", 1)}
+
+
+async def test_waiting_rows_are_written_at_close_and_by_a_scheduler_pass(
+    open_sqlite: Factory, tmp_path: Path
+) -> None:
+    """A stop (SIGTERM) loses no suppressed count; a scheduler pass writes them too."""
+    path = tmp_path / "queue.db"
+    q = await open_sqlite()
+    await q.put([alert("cpu"), alert("disk")])
+    await q.put([alert("cpu")])
+    await q.alerts.tick()
+    assert state_rows(path)["cpu"] == ("critical", 1)
+    await q.put([alert("disk")])
+    await q.close()
+    assert state_rows(path) == {"cpu": ("critical", 1), "disk": ("critical", 1)}
+    q = await open_sqlite()
+    assert await q.put([alert("disk")]) == PutResult(0, {DUPLICATE: 1})
+
+
+async def test_a_waiting_row_evicted_from_the_cache_is_still_the_one_decided_on(
+    open_sqlite: Factory, tmp_path: Path, clock: FakeClock
+) -> None:
+    """With a cache of two rows, an identity whose repeat waits and whose cached row was evicted
+    is decided on its waiting row, not on the older one in the file: no count is lost."""
+    q = await open_sqlite(cache_rows=2)
+    await q.put([alert("cpu")])
+    await q.put([alert("cpu")])  # waits (suppressed 1)
+    await q.put([alert("a"), alert("b"), alert("c")])  # evicts cpu from the cache
+    await q.put([alert("cpu")])  # suppressed 2
+    await q.alerts.tick()
+    assert state_rows(tmp_path / "queue.db")["cpu"] == ("critical", 2)

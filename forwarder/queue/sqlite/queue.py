@@ -43,7 +43,7 @@ import contextlib
 import sqlite3
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final, ParamSpec, TypeVar
@@ -54,7 +54,7 @@ from forwarder.model import Entry, Outgoing
 from forwarder.obs.logs import get_logger
 from forwarder.queue.contract import Lease, PutResult, QueueStats, TargetStats
 from forwarder.queue.errors import QueueFull, QueueOpenError, QueueUnavailable
-from forwarder.queue.putting import Pending, decide, settled_put, state_keys
+from forwarder.queue.putting import Pending, StateKey, decide, settled_put, state_keys
 from forwarder.queue.sqlite import files, rows, schema, states
 from forwarder.queue.sqlite.commit import GroupCommit
 from forwarder.queue.sqlite.deadletters import SQLiteDeadLetters, dead_letter_counts
@@ -66,6 +66,12 @@ from forwarder.state import AlertState
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+# How long, and for how many rows, the state rows of pure repeats may wait to be
+# written (:meth:`SQLiteQueue._coalesce`): what a kill -9 may cost of "last
+# seen" and suppressed counts, against a write per repeat in a storm.
+COALESCE_FOR: Final = 1.0
+COALESCE_ROWS: Final = 10_000
 
 _SQLITE_CORRUPT: Final = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
 _SQLITE_NO_ROOM: Final = (10, 13)  # SQLITE_IOERR (a -shm that cannot grow), SQLITE_FULL
@@ -112,6 +118,9 @@ class SQLiteQueue(SoleSender):
         self._variables = 0  # SQLite's variable limit, at the first insert
         self._states_ready = False  # the alert_states table exists (an owner creates it)
         self.cache = StateCache(state_cache_rows)
+        # Rows of pure repeats not yet written (see _coalesce), and since when.
+        self._deferred: dict[StateKey, AlertState] = {}
+        self._deferred_since = 0.0
         self.gauges = Gauges()
         self._space = Space(self.path, reserve_bytes=reserve_bytes, ballast_bytes=ballast_bytes)
         self._measuring = False
@@ -202,8 +211,13 @@ class SQLiteQueue(SoleSender):
             get_logger().warning("queue_startup_write_failed", step=what, error=str(exc))
 
     async def close(self) -> None:
-        """Commit what is pending, then close the file and release the lock."""
+        """Commit what is pending (coalesced state rows too), then close the file and the lock."""
         await self._group.drain()
+        if self._deferred and self._executor is not None and self._conn is not None:
+            try:
+                await self.run(self.flush_deferred)
+            except sqlite3.Error as exc:  # a full disk: the rows' last-seen times stay older
+                get_logger().warning("alert_states_flush_failed", error=str(exc))
         self.is_open = False
         if self._executor is not None:
             if self._conn is not None:
@@ -346,22 +360,31 @@ class SQLiteQueue(SoleSender):
                     self._writes.marked(lambda: schema.upgrade(conn))
                     self._states_ready = True
                 known, missing = self.cache.lookup(keys)
+                if missing and self._deferred:  # evicted from the cache, not yet written
+                    deferred = self._deferred
+                    for key in [k for k in missing if k in deferred]:
+                        known[key] = deferred[key]
+                        missing.remove(key)
                 if missing:
                     known.update(states.load(conn, missing, self._variables))
                 decided = decide(puts, known, now)
                 queued, results = decided.queue, decided.results
                 changed = list(decided.rows.values())
                 items = [i for q in queued for i in q]
+                write, later, flush = self._coalesce(changed, known, now)
             else:
                 results = [PutResult(len(p)) for p in puts]
                 items = [i for p in puts for i in p]
+                write, later, flush = [], [], False
             self._writes.marked(lambda: None)
-            if changed:
+            if write:
                 with schema.transaction(conn):
-                    states.upsert(conn, changed, self._variables)
+                    states.upsert(conn, write, self._variables)
                     last_id = rows.insert_in(conn, items, refused, now, self._rows_per_insert)
-            else:
+            elif items or refused:
                 last_id = rows.insert(conn, items, refused, now, self._rows_per_insert)
+            else:  # repeats only, their rows coalesced: nothing to write, no fsync
+                last_id = self._counted_upto
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
@@ -370,14 +393,79 @@ class SQLiteQueue(SoleSender):
             raise QueueUnavailable(self._write_error) from None
         self._write_error = None
         self._space.committed(size)
-        self._writes.wrote(size + ROW_WAL_COST * (len(refused) + len(changed)))
+        self._writes.wrote(size + ROW_WAL_COST * (len(refused) + len(write)))
+        deferred = self._deferred
+        if flush:
+            deferred.clear()
+        else:
+            for row in write:
+                deferred.pop(row.key, None)
+            if later and not deferred:
+                self._deferred_since = now
+            for row in later:
+                deferred[row.key] = row
         if changed:
             gauges = self.gauges.changed
             for row in changed:
                 gauges(known.get((row.target, row.app_key, row.identity)), row)
-            self.cache.committed(changed)
+            # The cache drops payloads; a deferred row keeps its own until written.
+            self.cache.committed(
+                row.copy() if row.payload and deferred.get(row.key) is row else row
+                for row in changed
+            )
         self.counted(items, last_id)
         return results
+
+    def _coalesce(
+        self,
+        changed: list[AlertState],
+        known: Mapping[StateKey, AlertState],
+        now: float,
+    ) -> tuple[list[AlertState], list[AlertState], bool]:
+        """Which rows this commit writes, which wait, and whether the waiting ones go now.
+
+        A row whose only news is that its identity was seen again (a
+        suppressed duplicate: last seen, clock, suppressed count, latest
+        alert) waits in :attr:`_deferred` and is written with a later commit,
+        at most :data:`COALESCE_FOR` seconds on, or at a scheduler pass, or at
+        close. Everything a decision depends on (what was queued and when,
+        status, flapping, transitions) is written by the commit that changed
+        it, so a crash loses at most that long of "last seen" and suppressed
+        counts, never a decision; in a storm of repeats most commits write
+        nothing at all. Nothing changes here: the caller applies the result
+        after its COMMIT.
+        """
+        write: list[AlertState] = []
+        later: list[AlertState] = []
+        for row in changed:
+            (later if states.repeat_only(known.get(row.key), row) else write).append(row)
+        deferred = self._deferred
+        waiting = len(deferred) + len(later)
+        if not waiting:
+            return write, later, False
+        since = self._deferred_since if deferred else now
+        if now - since < COALESCE_FOR and waiting < COALESCE_ROWS:
+            return write, later, False
+        merged = dict(deferred)
+        for row in later:
+            merged[row.key] = row
+        for row in write:
+            merged.pop(row.key, None)  # this commit writes a newer state
+        return write + list(merged.values()), [], True
+
+    def flush_deferred(self) -> None:
+        """On the queue thread: write the coalesced rows now (a scheduler pass, close)."""
+        if not self._deferred:
+            return
+        rows_ = list(self._deferred.values())
+
+        def write() -> None:
+            with schema.transaction(self.conn):
+                states.upsert(self.conn, rows_, self._variables or states.variables(self.conn))
+
+        self._writes.marked(write)
+        self._writes.wrote(ROW_WAL_COST * len(rows_))
+        self._deferred.clear()
 
     def counted(self, items: Sequence[Outgoing], last_id: int) -> None:
         """On the queue thread, after a COMMIT that queued ``items`` up to id ``last_id``."""

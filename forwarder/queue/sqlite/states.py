@@ -20,6 +20,7 @@ whatever the alerts' size.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sqlite3
 from collections import Counter, OrderedDict
@@ -54,6 +55,26 @@ _NCOLS: Final = 22
 _NO_PAYLOAD: Final = COLUMNS.replace(" payload,", " x'',")
 _UPDATED: Final = ", ".join(f"{c}=excluded.{c}" for c in COLUMNS.replace(" ", "").split(",")[3:])
 _NO_TRANSITIONS: Final = "[]"
+
+
+def repeat_only(old: AlertState | None, new: AlertState) -> bool:
+    """Whether ``new`` differs from ``old`` only by a repeat's news (seen again, suppressed).
+
+    Such a row may be written later (:meth:`SQLiteQueue._coalesce`): no
+    decision depends on what it changes.
+    """
+    return (
+        old is not None
+        and new.suppressed > old.suppressed
+        and new.queued_at == old.queued_at
+        and new.status == old.status
+        and new.flapping == old.flapping
+        and new.transitions == old.transitions
+        and new.dedup == old.dedup
+        and new.resolve_after == old.resolve_after
+        and new.hold == old.hold
+        and new.retention == old.retention
+    )
 
 
 class StateCache:
@@ -347,7 +368,13 @@ class SQLiteAlertStates:
         self, *, status: AlertFilter | None = None, target: str | None = None, limit: int = 100
     ) -> list[AlertView]:
         q = self._queue
-        return await q.run(lambda: list_views(q.conn, status, target, limit))
+
+        def read() -> list[AlertView]:
+            with contextlib.suppress(sqlite3.Error):  # a full disk: list what is written
+                q.flush_deferred()  # repeats' last seen and counts, not yet written
+            return list_views(q.conn, status, target, limit)
+
+        return await q.run(read)
 
     async def counts(self) -> AlertCounts:
         q = self._queue
@@ -366,6 +393,7 @@ class SQLiteAlertStates:
     def _tick_sync(self, limit: int) -> tuple[TickResult, set[str]]:
         """On the queue thread: one scheduler pass in one transaction."""
         q = self._queue
+        q.flush_deferred()  # the rows read below must be the latest
         conn = q.conn
         now = q.now()
         due = [
