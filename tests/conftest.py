@@ -308,3 +308,33 @@ def daemon_factory(tmp_path: Path) -> Iterator[Callable[[str], Daemon]]:
         if d.proc is not None and d.proc.poll() is None:
             d.proc.kill()
             d.proc.wait(timeout=10)
+
+
+# Two targets, two routes and flap damping on: the alert-state views of the
+# admin API (tests/web/test_admin.py) and of ``forwarder alerts``
+# (tests/cli/test_alerts.py) read the same store.
+ALERT_STATE_CONFIG = f"""
+queue:
+  path: queue.db
+  synchronous: normal
+targets:
+  bigpanda:
+    kind: alerts_v2
+    url: http://127.0.0.1:9/data/v2/alerts
+    token: {TOKEN}
+    app_key: {APP_KEY}
+  other:
+    kind: log
+routes:
+  - name: other
+    target: other
+    match:
+      task: other
+  - name: default
+    target: bigpanda
+state:
+  flap:
+    transitions: 2
+    window: 10m
+    hold: 5m
+"""

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 from forwarder import jsonio
 from forwarder.cli.common import EXIT_ERROR, EXIT_OK, age, config_path, err, listing_limit
-from forwarder.cli.queue_open import QUEUE_OPEN_ERRORS, open_failure
+from forwarder.cli.queue_open import open_admin
 from forwarder.config import QueueConfig, load_config
 from forwarder.obs.logs import Redactor
-from forwarder.queue import QueueUnavailable, create_queue
+from forwarder.queue import QueueUnavailable
 from forwarder.queue.contract import AlertFilter
 from forwarder.state import AlertView
 
@@ -62,14 +62,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, cfg: QueueConfig, redactor: Redactor) -> int:
-    queue = create_queue(cfg, admin=True)
-    try:
-        await queue.open()
-    except FileNotFoundError as exc:
-        err(f"{exc} (has the daemon ever run with this config?)")
-        return EXIT_ERROR
-    except QUEUE_OPEN_ERRORS as exc:
-        err(open_failure(cfg, exc, redactor))
+    queue = await open_admin(cfg, redactor)
+    if queue is None:
         return EXIT_ERROR
     status: AlertFilter | None = "firing" if args.firing else "flapping" if args.flapping else None
     try:

@@ -14,11 +14,11 @@ from collections.abc import Awaitable, Callable
 
 from forwarder import jsonio
 from forwarder.cli.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, config_path, err
-from forwarder.cli.queue_open import QUEUE_OPEN_ERRORS, open_failure
+from forwarder.cli.queue_open import open_admin
 from forwarder.cli.render import pretty
 from forwarder.config import QueueConfig, load_config
 from forwarder.obs.logs import Redactor
-from forwarder.queue import DeadLetters, QueueUnavailable, create_queue
+from forwarder.queue import DeadLetters, QueueUnavailable
 from forwarder.timeparse import parse_duration
 
 
@@ -32,14 +32,8 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, cfg: QueueConfig, redactor: Redactor) -> int:
-    queue = create_queue(cfg, admin=True)
-    try:
-        await queue.open()
-    except FileNotFoundError as exc:
-        err(f"{exc} (has the daemon ever run with this config?)")
-        return EXIT_ERROR
-    except QUEUE_OPEN_ERRORS as exc:
-        err(open_failure(cfg, exc, redactor))
+    queue = await open_admin(cfg, redactor)
+    if queue is None:
         return EXIT_ERROR
     try:
         return await _DLQ[args.dlq_command](queue.dead_letters, args, redactor)

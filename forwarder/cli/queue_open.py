@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Final
 
+from forwarder.cli.common import err
 from forwarder.config import QueueConfig, mask_dsn
 from forwarder.obs.logs import Redactor
+from forwarder.queue import Queue, create_queue
 from forwarder.queue.errors import QueueOpenError, QueueUnavailable
 
 # What opening a queue may raise that is the operator's to fix. The backends
@@ -45,3 +47,22 @@ def open_failure(cfg: QueueConfig, exc: BaseException, redactor: Redactor) -> st
         text = str(exc) or type(exc).__name__
     scrubbed = redactor.scrub(text)
     return " ".join(str(scrubbed).split())
+
+
+async def open_admin(cfg: QueueConfig, redactor: Redactor) -> Queue | None:
+    """The queue opened for an admin command beside a running daemon, or None (error said).
+
+    Admin commands (``dlq``, ``alerts``) read and write the store without
+    the lock, the schema upgrade or the sender's work; any failure is one line
+    on stderr.
+    """
+    queue = create_queue(cfg, admin=True)
+    try:
+        await queue.open()
+    except FileNotFoundError as exc:
+        err(f"{exc} (has the daemon ever run with this config?)")
+        return None
+    except QUEUE_OPEN_ERRORS as exc:
+        err(open_failure(cfg, exc, redactor))
+        return None
+    return queue

@@ -13,9 +13,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from forwarder.model import Outgoing
-from forwarder.queue.contract import NOTHING_PUT, PutResult
+from forwarder.queue.contract import NOTHING_PUT, PutResult, TickResult
 from forwarder.queue.errors import QueueUnavailable
 from forwarder.state import AlertState, SuppressReason, observe
+from forwarder.state.decide import TickKind
 
 StateKey = tuple[str, str, str]
 
@@ -121,3 +122,26 @@ def _result(queued: int, suppressed: dict[tuple[str, SuppressReason], int] | Non
         if len(_RESULTS) < 4096:
             _RESULTS[key] = result
     return result
+
+
+@dataclass(slots=True)
+class TickTally:
+    """What one scheduler pass did, counted as each backend applies its verdicts."""
+
+    released: dict[str, int] = field(default_factory=dict)
+    resolved: dict[str, int] = field(default_factory=dict)
+    sent: list[tuple[str, str, str]] = field(default_factory=list)
+    expired: int = 0
+
+    def count(self, row: AlertState, kind: TickKind | None) -> None:
+        """Count ``row``'s verdict (call it only for verdicts that were applied)."""
+        if kind == "expired":
+            self.expired += 1
+        elif kind is not None:
+            per_target = self.released if kind == "released" else self.resolved
+            per_target[row.target] = per_target.get(row.target, 0) + 1
+            self.sent.append((kind, row.target, row.identity))
+
+    def result(self, next_due: float | None, more: bool) -> TickResult:
+        """The pass's :class:`~forwarder.queue.contract.TickResult`."""
+        return TickResult(self.released, self.resolved, self.expired, next_due, more, self.sent)

@@ -18,34 +18,18 @@ import pytest
 from forwarder.config import QueueConfig
 from forwarder.pipeline import Pipeline
 from forwarder.queue.sqlite import SQLiteQueue
-from tests.conftest import APP_KEY, TOKEN, example, forwarder_cli, make_config, write_config
+from tests.conftest import (
+    ALERT_STATE_CONFIG,
+    APP_KEY,
+    TOKEN,
+    example,
+    forwarder_cli,
+    make_config,
+    write_config,
+)
 from tests.fakes.clock import FakeClock
 
-CONFIG = f"""
-queue:
-  path: queue.db
-  synchronous: normal
-targets:
-  bigpanda:
-    kind: alerts_v2
-    url: http://127.0.0.1:9/data/v2/alerts
-    token: {TOKEN}
-    app_key: {APP_KEY}
-  other:
-    kind: log
-routes:
-  - name: other
-    target: other
-    match:
-      task: other
-  - name: default
-    target: bigpanda
-state:
-  flap:
-    transitions: 2
-    window: 10m
-    hold: 5m
-"""
+CONFIG = ALERT_STATE_CONFIG
 
 HEADER = ["TARGET", "STATUS", "SINCE", "SEEN", "SENT", "FLAP", "SUPPR", "HOST", "CHECK"]
 

@@ -25,6 +25,7 @@ from forwarder.model import Outgoing
 from forwarder.pipeline import Pipeline
 from forwarder.queue.sqlite import SQLiteQueue
 from tests.conftest import (
+    ALERT_STATE_CONFIG,
     APP_KEY,
     TOKEN,
     example,
@@ -335,34 +336,13 @@ async def test_purge_older_than_must_be_a_duration_string(
 
 START = 1_700_000_000.0
 
-ALERTS_CONFIG = f"""
+ALERTS_CONFIG = (
+    """
 server:
   listen: 127.0.0.1:0
-  shutdown_timeout: 2s
-queue:
-  path: queue.db
-  synchronous: normal
-targets:
-  bigpanda:
-    kind: alerts_v2
-    url: http://127.0.0.1:9/data/v2/alerts
-    token: {TOKEN}
-    app_key: {APP_KEY}
-  other:
-    kind: log
-routes:
-  - name: other
-    target: other
-    match:
-      task: other
-  - name: default
-    target: bigpanda
-state:
-  flap:
-    transitions: 2
-    window: 10m
-    hold: 5m
-"""
+  shutdown_timeout: 2s"""
+    + ALERT_STATE_CONFIG
+)
 
 
 def kapacitor(check: str, level: str, host: str = "serverA") -> bytes:

@@ -60,13 +60,12 @@ from forwarder.queue.postgres.states import (
     PUT_BEGIN,
     PUT_STATES,
     PostgresAlertStates,
-    StateKey,
     apply_args,
     from_record,
     stored_key,
 )
 from forwarder.queue.postgres.stats import STATS_SQL, stats_from_counters
-from forwarder.queue.putting import Pending, decide, settled_put, state_keys
+from forwarder.queue.putting import Pending, StateKey, decide, settled_put, state_keys
 from forwarder.state import AlertState
 
 R = TypeVar("R")

@@ -13,7 +13,6 @@ left, across replicas (contract invariant 5).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -22,13 +21,13 @@ from forwarder.model import Outgoing
 from forwarder.queue.contract import AlertCounts, AlertFilter, TickResult
 from forwarder.queue.postgres import schema
 from forwarder.queue.postgres.batch import pg_text
+from forwarder.queue.putting import StateKey, TickTally
 from forwarder.state import AlertState, AlertView, tick
 from forwarder.state.record import view
 
 if TYPE_CHECKING:
     from forwarder.queue.postgres.queue import PostgresQueue
 
-StateKey = tuple[str, str, str]
 
 _COLUMNS: Final = (
     "target, app_key, identity, status, dedup, payload, ts, first_seen, seen, clock, since,"
@@ -229,10 +228,7 @@ class PostgresAlertStates:
         max_events, max_bytes = q.cfg.max_events, q.cfg.max_bytes
 
         async def work(conn: Any) -> tuple[TickResult, set[str], list[StateKey]]:
-            released: Counter[str] = Counter()
-            resolved: Counter[str] = Counter()
-            sent: list[tuple[str, str, str]] = []
-            expired = 0
+            tally = TickTally()
             store: list[AlertState] = []
             delete: list[StateKey] = []
             queued: list[Outgoing] = []
@@ -256,18 +252,11 @@ class PostgresAlertStates:
                         delete.append(row.key)
                     else:
                         store.append(verdict.row)
-                    if verdict.kind == "released":
-                        released[row.target] += 1
-                        sent.append(("released", row.target, row.identity))
-                    elif verdict.kind == "resolved":
-                        resolved[row.target] += 1
-                        sent.append(("resolved", row.target, row.identity))
-                    elif verdict.kind == "expired":
-                        expired += 1
+                    tally.count(row, verdict.kind)
                 if store or delete or queued:
                     await conn.execute(APPLY, *apply_args(store, delete, queued, (), now))
                 next_due = await conn.fetchval(_NEXT_DUE)
-            result = TickResult(dict(released), dict(resolved), expired, next_due, more, sent)
+            result = tally.result(next_due, more)
             touched = [r.key for r in store] + delete
             return result, {i.target for i in queued}, touched
 

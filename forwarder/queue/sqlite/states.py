@@ -31,7 +31,7 @@ from forwarder import jsonio
 from forwarder.model import Outgoing
 from forwarder.queue.contract import AlertCounts, AlertFilter, TickResult
 from forwarder.queue.errors import QueueUnavailable
-from forwarder.queue.putting import StateKey
+from forwarder.queue.putting import StateKey, TickTally
 from forwarder.queue.sqlite import rows as queue_rows
 from forwarder.queue.sqlite.schema import transaction
 from forwarder.state import OK, AlertState, AlertView, tick
@@ -411,10 +411,7 @@ class SQLiteAlertStates:
         gone: list[StateKey] = []
         items: list[Outgoing] = []
         size = 0
-        released: Counter[str] = Counter()
-        resolved: Counter[str] = Counter()
-        sent: list[tuple[str, str, str]] = []
-        expired = 0
+        tally = TickTally()
         changes: list[tuple[AlertState, AlertState | None]] = []
         for row in due:
             verdict = tick(row, now)
@@ -429,14 +426,7 @@ class SQLiteAlertStates:
             else:
                 store.append(verdict.row)
             changes.append((row, verdict.row))
-            if verdict.kind == "released":
-                released[row.target] += 1
-                sent.append(("released", row.target, row.identity))
-            elif verdict.kind == "resolved":
-                resolved[row.target] += 1
-                sent.append(("resolved", row.target, row.identity))
-            elif verdict.kind == "expired":
-                expired += 1
+            tally.count(row, verdict.kind)
         if store or gone:
             limit_vars = variables(conn)
 
@@ -453,12 +443,4 @@ class SQLiteAlertStates:
             for old, new in changes:
                 q.gauges.changed(old, new)
             q.counted(items, last_id)
-        result = TickResult(
-            released=dict(released),
-            resolved=dict(resolved),
-            expired=expired,
-            next_due=earliest_due(conn),
-            more=more,
-            sent=sent,
-        )
-        return result, {i.target for i in items}
+        return tally.result(earliest_due(conn), more), {i.target for i in items}
