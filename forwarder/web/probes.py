@@ -80,11 +80,17 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus exposition; the queue collector reads the store first."""
+    """Prometheus exposition; the queue and alert-state collectors read the store first.
+
+    Both count what every replica writes (queued alerts, open and flapping
+    identities), so they are read at each scrape rather than kept here.
+    """
     m = request.app[METRICS]
     queue = request.app[QUEUE]
     if queue.is_open:
-        await m.queue.refresh(queue.stats, request.app[RUNTIME].current.config.targets)
+        targets = request.app[RUNTIME].current.config.targets
+        await m.queue.refresh(queue.stats, targets)
+        await m.alerts.refresh(queue.alerts.counts, targets)
     # The OpenMetrics text format when the scraper asks for it (Prometheus
     # does, in its Accept header), the classic text format otherwise.
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))

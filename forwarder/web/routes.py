@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from forwarder.web import admin, alerts, ingest, probes
+from forwarder.web import admin, ingest, probes
 from forwarder.web.errors import json_errors
 
 
@@ -26,7 +26,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/-/healthy", json_errors(probes.healthy))
     app.router.add_get("/-/ready", json_errors(probes.ready))
     app.router.add_post("/-/reload", json_errors(admin.reload))
-    app.router.add_get("/metrics", json_errors(alerts.metrics))
+    app.router.add_get("/metrics", json_errors(probes.metrics))
     app.router.add_get("/api/v1/dead-letters", json_errors(admin.list_dead_letters))
     app.router.add_get("/api/v1/dead-letters/{id}", json_errors(admin.show_dead_letter))
     app.router.add_post("/api/v1/dead-letters/replay", json_errors(admin.replay_dead_letters))

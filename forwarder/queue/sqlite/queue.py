@@ -392,8 +392,12 @@ class SQLiteQueue(SoleSender):
             self._write_error = f"queue write failed: {exc}"
             raise QueueUnavailable(self._write_error) from None
         self._write_error = None
-        self._space.committed(size)
-        self._writes.wrote(size + ROW_WAL_COST * (len(refused) + len(write)))
+        if write or items or refused:
+            # The payload bytes written: the queued alerts' (``size`` counts every
+            # alert of the group, suppressed ones too, which reach no disk).
+            written = sum(len(i.payload) for i in items) if keys else size
+            self._space.committed(written)
+            self._writes.wrote(written + ROW_WAL_COST * (len(refused) + len(write)))
         deferred = self._deferred
         if flush:
             deferred.clear()

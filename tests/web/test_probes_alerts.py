@@ -1,4 +1,4 @@
-"""The scrape's alert-state gauges, read from the store at each ``GET /metrics``.
+"""The alert-state gauges of `GET /metrics` (web.probes.metrics), read at each scrape.
 
 The real app on loopback with a stopped fake clock (so nothing is sent and
 the store holds exactly what the test posted), a real SQLite queue, and
