@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from forwarder import jsonio
-from forwarder.cli.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, config_path, err
+from forwarder.cli.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, age, config_path, err
 from forwarder.cli.queue_open import open_admin
 from forwarder.cli.render import pretty
 from forwarder.config import QueueConfig, load_config
@@ -60,20 +60,9 @@ async def _list(store: DeadLetters, args: argparse.Namespace, redactor: Redactor
         status = str(d.status) if d.status is not None else "-"
         print(
             f"{d.id:>6}  {d.target:<16} {d.reason:<12} {status:>6} {d.attempts:>8}"
-            f" {_age(now - d.failed_at):>8}  {d.check}"
+            f" {age(now - d.failed_at):>8}  {d.check}"
         )
     return EXIT_OK
-
-
-def _age(seconds: float) -> str:
-    s = int(max(0, seconds))
-    if s >= 86400:
-        return f"{s // 86400}d{(s % 86400) // 3600}h"
-    if s >= 3600:
-        return f"{s // 3600}h{(s % 3600) // 60}m"
-    if s >= 60:
-        return f"{s // 60}m{s % 60}s"
-    return f"{s}s"
 
 
 async def _show(store: DeadLetters, args: argparse.Namespace, redactor: Redactor) -> int:
