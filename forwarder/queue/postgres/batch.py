@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from forwarder.model import Outgoing
 from forwarder.queue.putting import Pending
 
 
@@ -24,42 +25,28 @@ def pg_text(text: str) -> str:
     return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
+def alert_columns(alerts: Sequence[Outgoing]) -> list[list[Any]]:
+    """``alerts`` as the column arrays the server-side functions take, in this order:
+    target, app key, identity (NUL-safe, :func:`pg_text`), payload, timestamp."""
+    return [
+        [o.target for o in alerts],
+        [o.app_key for o in alerts],
+        [pg_text(o.identity) for o in alerts],
+        [o.payload for o in alerts],
+        [o.timestamp for o in alerts],
+    ]
+
+
 def put_args(batch: Sequence[Pending], now: float, max_events: int, max_bytes: int) -> list[Any]:
     """The 18 arguments of ``forwarder.put_batch`` for one group commit: arrays, one row each."""
-    t: list[str] = []
-    k: list[str] = []
-    ident: list[str] = []
-    pay: list[bytes] = []
-    ts: list[int] = []
-    put: list[int] = []
-    events: list[int] = []
-    sizes: list[int] = []
-    dt: list[str] = []
-    dk: list[str] = []
-    di: list[str] = []
-    dp: list[bytes] = []
-    dts: list[int] = []
-    dr: list[str] = []
-    dput: list[int] = []
-    for n, p in enumerate(batch, 1):
-        for i in p.items:
-            t.append(i.target)
-            k.append(i.app_key)
-            ident.append(pg_text(i.identity))
-            pay.append(i.payload)
-            ts.append(i.timestamp)
-            put.append(n)
-        events.append(len(p.items))
-        sizes.append(p.size)
-        for o, why in p.refused:
-            dt.append(o.target)
-            dk.append(o.app_key)
-            di.append(pg_text(o.identity))
-            dp.append(o.payload)
-            dts.append(o.timestamp)
-            dr.append(why)
-            dput.append(n)
-    return [t, k, ident, pay, ts, put, events, sizes, dt, dk, di, dp, dts, dr, dput,
+    items = [i for p in batch for i in p.items]
+    put = [n for n, p in enumerate(batch, 1) for _ in p.items]
+    events = [len(p.items) for p in batch]
+    sizes = [p.size for p in batch]
+    refused = [o for p in batch for o, _ in p.refused]
+    reasons = [why for p in batch for _, why in p.refused]
+    dput = [n for n, p in enumerate(batch, 1) for _ in p.refused]
+    return [*alert_columns(items), put, events, sizes, *alert_columns(refused), reasons, dput,
             now, max_events, max_bytes]  # fmt: skip
 
 

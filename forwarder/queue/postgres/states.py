@@ -20,7 +20,7 @@ from forwarder import jsonio
 from forwarder.model import Outgoing
 from forwarder.queue.contract import AlertCounts, AlertFilter, TickResult
 from forwarder.queue.postgres import schema
-from forwarder.queue.postgres.batch import pg_text
+from forwarder.queue.postgres.batch import alert_columns, pg_text
 from forwarder.queue.putting import StateKey, TickTally
 from forwarder.state import AlertState, AlertView, tick
 from forwarder.state.record import view
@@ -153,31 +153,18 @@ def apply_args(
         xt.append(key[0])
         xk.append(key[1])
         xi.append(pg_text(key[2]))
-    qt: list[str] = []
-    qk: list[str] = []
-    qi: list[str] = []
-    qp: list[bytes] = []
-    qts: list[int] = []
-    for o in queue:
-        qt.append(o.target)
-        qk.append(o.app_key)
-        qi.append(pg_text(o.identity))
-        qp.append(o.payload)
-        qts.append(o.timestamp)
-    dt: list[str] = []
-    dk: list[str] = []
-    di: list[str] = []
-    dp: list[bytes] = []
-    dts: list[int] = []
-    dr: list[str] = []
-    for o, why in refused:
-        dt.append(o.target)
-        dk.append(o.app_key)
-        di.append(pg_text(o.identity))
-        dp.append(o.payload)
-        dts.append(o.timestamp)
-        dr.append(why)
-    return [doc, payloads, xt, xk, xi, qt, qk, qi, qp, qts, dt, dk, di, dp, dts, dr, now]
+    refused = list(refused)
+    return [
+        doc,
+        payloads,
+        xt,
+        xk,
+        xi,
+        *alert_columns(list(queue)),
+        *alert_columns([o for o, _ in refused]),
+        [why for _, why in refused],
+        now,
+    ]
 
 
 class PostgresAlertStates:
